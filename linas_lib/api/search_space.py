@@ -1,0 +1,190 @@
+"""Discrete, conditional search spaces over integer genes.
+
+An *encoding* is a vector of option indices, one gene per design variable. A gene
+may be conditional: a block hidden by its stage's depth does not exist, so its
+kernel and expansion genes carry no meaning. `canonicalize` zeroes such genes so
+that every network has exactly one encoding, which is what deduplication, the
+measurement cache and the predictors' features rely on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+
+class InvalidEncodingError(ValueError):
+    """An encoding that names no network of the space."""
+
+
+@dataclass(frozen=True)
+class ActiveWhen:
+    """The gene exists only while `variable`'s option value is >= `at_least`."""
+
+    variable: str
+    at_least: float
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    options: tuple[Any, ...]
+    active_when: ActiveWhen | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.options) == 0:
+            raise ValueError(f"variable {self.name!r} has no options")
+
+
+@dataclass
+class SearchSpace:
+    variables: Sequence[Variable]
+    name: str = "space"
+    _index: dict[str, int] = field(init=False, repr=False)
+    _parent: np.ndarray = field(init=False, repr=False)
+    _threshold_index: np.ndarray = field(init=False, repr=False)
+    _conditions: list = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.variables = tuple(self.variables)
+        if not self.variables:
+            raise ValueError("a search space needs at least one variable")
+        self._index = {v.name: i for i, v in enumerate(self.variables)}
+        if len(self._index) != len(self.variables):
+            raise ValueError("variable names must be unique")
+        # parent[i] = index of the gene that switches gene i on (-1: always on);
+        # a gene is active when parent's option index >= threshold_index[i].
+        parent = np.full(self.n_var, -1, dtype=np.int64)
+        threshold = np.zeros(self.n_var, dtype=np.int64)
+        for i, var in enumerate(self.variables):
+            if var.active_when is None:
+                continue
+            p = self._index.get(var.active_when.variable)
+            if p is None or p >= i:
+                raise ValueError(
+                    f"variable {var.name!r}: condition must name an earlier variable, "
+                    f"got {var.active_when.variable!r}"
+                )
+            options = np.asarray(self.variables[p].options, dtype=float)
+            threshold[i] = int(np.searchsorted(np.sort(options), var.active_when.at_least))
+            parent[i] = p
+        self._parent, self._threshold_index = parent, threshold
+        self._conditions = [(int(i), int(parent[i]), int(threshold[i])) for i in np.flatnonzero(parent >= 0)]
+
+    # ---- shape -------------------------------------------------------------
+    @property
+    def n_var(self) -> int:
+        return len(self.variables)
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.variables]
+
+    @property
+    def cardinalities(self) -> np.ndarray:
+        return np.array([len(v.options) for v in self.variables], dtype=np.int64)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return self.cardinalities - 1
+
+    # ---- validation --------------------------------------------------------
+    def validate(self, encodings: Any) -> np.ndarray:
+        """Return encodings as an int matrix, or raise naming the bad gene."""
+        arr = np.asarray(encodings)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.n_var:
+            raise InvalidEncodingError(
+                f"an encoding of {self.name!r} has {self.n_var} genes "
+                f"({', '.join(self.names)}); got shape {np.asarray(encodings).shape}"
+            )
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)):
+                raise InvalidEncodingError(f"genes must be integers, got dtype {arr.dtype}")
+            bad = np.argwhere(arr != np.round(arr))
+            if len(bad):
+                r, c = bad[0]
+                raise InvalidEncodingError(
+                    f"gene {self.names[c]!r} must be an integer option index, got {arr[r, c]!r}"
+                )
+        arr = arr.astype(np.int64)
+        out_of_range = (arr < 0) | (arr > self.upper)
+        if out_of_range.any():
+            r, c = np.argwhere(out_of_range)[0]
+            var = self.variables[c]
+            raise InvalidEncodingError(
+                f"gene {var.name!r} = {arr[r, c]} is out of range; allowed indices 0..{len(var.options) - 1} "
+                f"for options {list(var.options)}"
+            )
+        return arr
+
+    # ---- conditional genes -------------------------------------------------
+    def active_mask(self, encodings: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(encodings)
+        mask = np.ones(X.shape, dtype=bool)
+        for i, p, threshold in self._conditions:  # parents precede children
+            mask[:, i] = mask[:, p] & (X[:, p] >= threshold)
+        return mask
+
+    def canonicalize(self, encodings: Any) -> np.ndarray:
+        return self.canonicalize_valid(self.validate(encodings))
+
+    def canonicalize_valid(self, X: np.ndarray) -> np.ndarray:
+        """Hot-path variant for an int matrix already known to be in range."""
+        return np.where(self.active_mask(X), X, 0)
+
+    # ---- identity ----------------------------------------------------------
+    def key(self, encoding: Sequence[int]) -> str:
+        """Stable sub-network id of an encoding (canonicalized first)."""
+        canon = self.canonicalize(encoding)[0]
+        return hashlib.sha1(json.dumps([int(g) for g in canon]).encode()).hexdigest()[:12]
+
+    def keys(self, encodings: np.ndarray) -> list[str]:
+        canon = self.canonicalize(encodings)
+        return [hashlib.sha1(json.dumps(row.tolist()).encode()).hexdigest()[:12] for row in canon]
+
+    def decode(self, encoding: Sequence[int]) -> dict[str, Any]:
+        """Option values of the active genes."""
+        canon = self.canonicalize(encoding)[0]
+        active = self.active_mask(canon)[0]
+        return {v.name: v.options[g] for v, g, a in zip(self.variables, canon, active) if a}
+
+    # ---- sampling ----------------------------------------------------------
+    def sample(
+        self, n: int, rng: np.random.Generator | int | None = None, exclude: Iterable[str] = ()
+    ) -> np.ndarray:
+        """`n` distinct canonical encodings whose keys are not in `exclude`.
+
+        Depth genes are drawn uniformly, so sampling is uniform over genes rather than
+        over networks; that matches OFA's sampler and the paper's initial population.
+        """
+        rng = np.random.default_rng(rng)
+        seen = set(exclude)
+        rows: list[np.ndarray] = []
+        attempts = 0
+        while len(rows) < n:
+            attempts += 1
+            if attempts > 50:
+                raise ValueError(f"could not sample {n} distinct unseen networks from {self.name!r}")
+            X = self.canonicalize(rng.integers(0, self.cardinalities, size=(max(2 * n, 16), self.n_var)))
+            for row, key in zip(X, self.keys(X)):
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(row)
+                    if len(rows) == n:
+                        break
+        return np.array(rows, dtype=np.int64).reshape(n, self.n_var)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": v.name,
+                "options": list(v.options),
+                **({"active_when": vars(v.active_when)} if v.active_when else {}),
+            }
+            for v in self.variables
+        ]

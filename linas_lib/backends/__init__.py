@@ -1,0 +1,22 @@
+"""Latency backends, registered by name and chosen per hardware target."""
+from __future__ import annotations
+
+from typing import Any
+
+from linas_lib.registry import Registry
+
+backend_registry: Registry = Registry("latency backend")
+
+
+def _load_builtins() -> None:
+    from linas_lib.backends import onnxruntime_backend  # noqa: F401
+
+
+def build_backend(name: str, **target: Any):
+    _load_builtins()
+    return backend_registry.get(name)(**target)
+
+
+def backend_names() -> list[str]:
+    _load_builtins()
+    return backend_registry.names()

@@ -1,0 +1,138 @@
+"""The measurement table: one row per measured sub-network, plain typed columns.
+
+Fixed columns come first; each measured quantity is a float column named after
+it (``accuracy``, ``latency@cpu-ort``, ``latency_cv@cpu-ort``, ``macs``...).
+Failed measurements stay in the table with their reason, so nothing is lost and
+nothing is re-measured, but they never reach predictor training.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from linas_lib.api.objective import Objective, to_min_matrix
+
+OK, FAILED = "ok", "failed"
+FIXED_COLUMNS = ["run", "iteration", "subnet_id", "encoding", "targets", "status", "error", "timestamp"]
+
+
+def latency_column(target: str) -> str:
+    return f"latency@{target}"
+
+
+def make_row(
+    *,
+    subnet_id: str,
+    encoding: Sequence[int],
+    iteration: int,
+    values: dict[str, float],
+    run: str = "",
+    targets: Iterable[str] = (),
+    error: str = "",
+    timestamp: float | None = None,
+) -> dict[str, Any]:
+    """A table row; any missing or non-finite value marks the row failed."""
+    bad = [k for k, v in values.items() if v is None or not math.isfinite(float(v))]
+    if bad and not error:
+        error = f"non-finite measurement for {', '.join(sorted(bad))}"
+    return {
+        "run": run,
+        "iteration": int(iteration),
+        "subnet_id": subnet_id,
+        "encoding": json.dumps([int(g) for g in encoding]),
+        "targets": ",".join(targets),
+        "status": FAILED if error else OK,
+        "error": error,
+        "timestamp": float(timestamp if timestamp is not None else time.time()),
+        **{k: float("nan") if v is None else float(v) for k, v in values.items()},
+    }
+
+
+def to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in FIXED_COLUMNS})
+    for col in FIXED_COLUMNS:
+        if col not in frame:
+            frame[col] = "" if _dtype(col) == "string" else 0
+    value_cols = sorted(c for c in frame.columns if c not in FIXED_COLUMNS)
+    frame = frame[FIXED_COLUMNS + value_cols]
+    return frame.astype({c: _dtype(c) for c in frame.columns})
+
+
+def _dtype(column: str) -> str:
+    return {"iteration": "int64", "timestamp": "float64"}.get(
+        column, "string" if column in FIXED_COLUMNS else "float64"
+    )
+
+
+def concat(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Append tables; a sub-network measured twice keeps its first successful row."""
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return to_frame([])
+    merged = pd.concat(frames, ignore_index=True, sort=False)
+    merged = merged.sort_values(["status", "iteration"], key=_ok_first, kind="stable")
+    merged = merged.drop_duplicates("subnet_id", keep="first").sort_values(["iteration"], kind="stable")
+    return to_frame(merged.to_dict("records"))
+
+
+def _ok_first(col: pd.Series) -> pd.Series:
+    return col.map({OK: 0, FAILED: 1}) if col.name == "status" else col
+
+
+def successful(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["status"] == OK]
+
+
+def encodings(frame: pd.DataFrame) -> np.ndarray:
+    if frame.empty:
+        return np.zeros((0, 0), dtype=np.int64)
+    return np.array([json.loads(e) for e in frame["encoding"]], dtype=np.int64)
+
+
+def objective_matrix(frame: pd.DataFrame, objectives: list[Objective]) -> np.ndarray:
+    """(n, n_obj) minimization-form values of the successful rows."""
+    ok = successful(frame)
+    missing = [o.name for o in objectives if o.name not in ok.columns]
+    if missing:
+        raise KeyError(f"the measurement table has no column for objective(s) {missing}")
+    return to_min_matrix(objectives, {o.name: ok[o.name].to_numpy() for o in objectives})
+
+
+def combine(
+    *,
+    iteration: int,
+    run: str,
+    quality_rows: list[dict[str, Any]],
+    latency_rows: dict[str, list[dict[str, Any]]],
+    predictions: dict[str, dict[str, float]] | None = None,
+) -> pd.DataFrame:
+    """Join per-stage rows (keyed by subnet_id) into measurement-table rows.
+
+    `predictions` maps subnet_id -> {objective: value predicted before measuring},
+    kept as `pred:<objective>` columns for prospective predictor quality.
+    """
+    by_target = {t: {r["subnet_id"]: r for r in rows} for t, rows in latency_rows.items()}
+    out = []
+    for q in quality_rows:
+        values = dict(q["values"])
+        errors = [q["error"]] if q["error"] else []
+        for target, rows in by_target.items():
+            lat = rows.get(q["subnet_id"])
+            if lat is None:
+                errors.append(f"latency@{target}: not measured")
+                continue
+            values.update(lat["values"])
+            if lat["error"]:
+                errors.append(lat["error"])
+        for name, value in (predictions or {}).get(q["subnet_id"], {}).items():
+            values[f"pred:{name}"] = value
+        out.append(make_row(subnet_id=q["subnet_id"], encoding=q["encoding"], iteration=iteration, run=run,
+                            values=values, targets=list(by_target), error="; ".join(errors)))
+    return to_frame(out)

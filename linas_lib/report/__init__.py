@@ -1,0 +1,177 @@
+"""Reports from a run's summary and measurements: self-contained HTML and Markdown.
+
+The HTML embeds its plots as base64 PNGs, so it renders in the Kubeflow UI's HTML
+viewer and when opened on its own.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import pandas as pd
+
+
+def _figure_png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def pareto_plot(summary: dict[str, Any], frame: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    objectives = summary["objectives"]
+    quality, others = objectives[0], objectives[1:] or objectives[:1]
+    ok = frame[frame["status"] == "ok"]
+    front = pd.DataFrame(summary["pareto"])
+    fig, axes = plt.subplots(1, len(others), figsize=(5.5 * len(others), 4.2), squeeze=False)
+    for ax, other in zip(axes[0], others):
+        scatter = ax.scatter(ok[other["name"]], ok[quality["name"]], c=ok["iteration"], cmap="viridis", s=18, alpha=0.8)
+        if len(front):
+            f = front.sort_values(other["name"])
+            ax.step(f[other["name"]], f[quality["name"]], where="post", color="crimson", lw=1.5, label="measured Pareto front")
+            ax.scatter(f[other["name"]], f[quality["name"]], color="crimson", s=30, zorder=3)
+        ax.set_xlabel(f"{other['name']} {('[' + other['unit'] + ']') if other['unit'] else ''}")
+        ax.set_ylabel(quality["name"])
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        fig.colorbar(scatter, ax=ax, label="iteration")
+    fig.suptitle(f"{summary['name']}: {summary['evaluations']} measured sub-networks")
+    return _figure_png(fig)
+
+
+def hypervolume_plot(summary: dict[str, Any], frame: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = frame.groupby("iteration").size().sort_index().cumsum().to_numpy()
+    hv = summary["hypervolume"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot(counts[: len(hv)], hv, marker="o")
+    ax.set_xlabel("real evaluations")
+    ax.set_ylabel("normalized hypervolume")
+    ax.set_title("hypervolume per iteration")
+    ax.grid(alpha=0.3)
+    return _figure_png(fig)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _front_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    names = [o["name"] for o in summary["objectives"]]
+    extra = [c for c in ("macs", "params") if c not in names]
+    header = ["subnet_id", "iteration", *names, *extra]
+    rows = [[_fmt(r.get(h, "")) for h in header] for r in summary["pareto"]]
+    return header, rows
+
+
+def _quality_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    names = [o["name"] for o in summary["objectives"]]
+    header = ["iteration"] + [f"{n} {m}" for n in names for m in ("MAPE %", "Kendall τ")]
+    rows = []
+    for entry in summary.get("predictor_quality", []):
+        row = [str(entry["iteration"])]
+        for n in names:
+            q = entry.get(n, {})
+            row += [_fmt(q.get("mape", "")), _fmt(q.get("kendall_tau", ""))]
+        rows.append(row)
+    return header, rows
+
+
+def markdown_report(summary: dict[str, Any]) -> str:
+    hv = summary["hypervolume"]
+    lines = [
+        f"# LINAS report: {summary['name']}",
+        "",
+        f"- mode: {summary['mode']}",
+        f"- real evaluations: {summary['evaluations']} ({summary['failed']} failed)",
+        f"- iterations: {summary['iterations']}",
+        f"- final normalized hypervolume: {hv[-1]:.4f}" if hv else "- hypervolume: n/a",
+        f"- Pareto-optimal sub-networks: {len(summary['pareto'])}",
+        "",
+        "## Hypervolume per iteration",
+        "",
+        "| iteration | hypervolume |",
+        "|---|---|",
+        *[f"| {i} | {v:.4f} |" for i, v in enumerate(hv)],
+        "",
+        "## Measured Pareto front",
+        "",
+    ]
+    for title, (header, rows) in (("", _front_table(summary)), ("## Predictor quality (prospective)", _quality_rows(summary))):
+        if title:
+            lines += [title, "", "Error of the previous iteration's predictors on the population measured next.", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_report(summary: dict[str, Any], frame: pd.DataFrame) -> str:
+    hv = summary["hypervolume"]
+    final_hv = f"{hv[-1]:.4f}" if hv else "n/a"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>LINAS report: {html.escape(summary['name'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1200px; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
+th {{ background: #f3f3f3; }}
+.kpi {{ display: inline-block; margin-right: 2rem; }} .kpi b {{ font-size: 1.4rem; display: block; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>LINAS report: {html.escape(summary['name'])}</h1>
+<div class="kpi">real evaluations<b>{summary['evaluations']}</b></div>
+<div class="kpi">iterations<b>{summary['iterations']}</b></div>
+<div class="kpi">final hypervolume<b>{final_hv}</b></div>
+<div class="kpi">Pareto-optimal<b>{len(summary['pareto'])}</b></div>
+<div class="kpi">failed<b>{summary['failed']}</b></div>
+<h2>Measured Pareto front</h2>
+<img alt="Pareto front" src="data:image/png;base64,{pareto_plot(summary, frame)}">
+<h2>Hypervolume</h2>
+<img alt="Hypervolume per iteration" src="data:image/png;base64,{hypervolume_plot(summary, frame)}">
+<h2>Pareto-optimal sub-networks</h2>
+{_html_table(*_front_table(summary))}
+<h2>Predictor quality (prospective)</h2>
+<p>Error of the previous iteration's predictors on the population that was then measured.</p>
+{_html_table(*_quality_rows(summary))}
+</body></html>
+"""
+
+
+def front_as_text(summary: dict[str, Any]) -> str:
+    header, rows = _front_table(summary)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def write_reports(run, summary: dict[str, Any], frame: pd.DataFrame) -> tuple[str, str]:
+    """Write report.html and report.md into the run's store; return both texts."""
+    html_text, md_text = html_report(summary, frame), markdown_report(summary)
+    run.save_text("report.html", html_text)
+    run.save_text("report.md", md_text)
+    return html_text, md_text
+
+
+__all__ = ["front_as_text", "html_report", "markdown_report", "write_reports"]

@@ -1,0 +1,1 @@
+"""Search drivers: the LINAS loop and validation-only search, over the core steps."""

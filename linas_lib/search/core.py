@@ -1,0 +1,174 @@
+"""The LINAS steps as plain functions over encodings and measurement tables.
+
+Both the in-process loop (`linas_lib.search.loop`) and the Kubeflow components
+call exactly these, so the two paths cannot drift apart.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from linas_lib.algos import build_searcher
+from linas_lib.api.objective import Objective
+from linas_lib.measurements import encodings, objective_matrix, successful
+from linas_lib.pareto import Normalization, hypervolume, non_dominated_mask, rank_and_crowding
+from linas_lib.predictors import build_predictor
+
+# Candidates for the next population come from the inner search's most recent
+# evaluations: they are the best-converged, and non-dominated sorting of all
+# 20,000 would cost more than the search itself.
+RECENT_CANDIDATES = 4000
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0])
+
+
+def initial_population(space, n: int, seed: int, exclude: set[str] = frozenset()) -> np.ndarray:
+    return space.sample(n, iteration_seed(seed, 0), exclude=exclude)
+
+
+def fit_predictors(config, space, frame: pd.DataFrame) -> dict[str, Any]:
+    """One fitted estimator per objective, trained on every successful measurement."""
+    ok = successful(frame)
+    if len(ok) < 2:
+        raise ValueError(f"need at least 2 successful measurements to train predictors, have {len(ok)}")
+    X = encodings(ok)
+    predictors = {}
+    for objective in config.resolved_objectives():
+        spec = config.predictor_for(objective.name)
+        predictors[objective.name] = build_predictor(spec.name, space, **spec.params).fit(X, ok[objective.name].to_numpy())
+    return predictors
+
+
+def predict(predictors: dict[str, Any], objectives: list[Objective], X: np.ndarray) -> np.ndarray:
+    """(n, n_obj) predicted values in minimization form, one batched call per objective."""
+    return np.column_stack([o.to_min(predictors[o.name].predict(X)) for o in objectives])
+
+
+def run_inner_search(config, space, predictors: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The MOEA on predictors alone; returns every (encoding, prediction) it evaluated."""
+    inner = config.search.inner
+    objectives = config.resolved_objectives()
+    searcher = build_searcher(inner.algorithm, space, len(objectives), inner.evaluations, seed, **inner.algorithm_params())
+    seen_X, seen_F = [], []
+    while searcher.has_next():
+        X = searcher.ask()
+        if len(X) == 0:
+            break
+        F = predict(predictors, objectives, X)
+        searcher.tell(X, F)
+        seen_X.append(X)
+        seen_F.append(F)
+    return np.vstack(seen_X), np.vstack(seen_F)
+
+
+def select_unmeasured(
+    space, X: np.ndarray, F: np.ndarray, exclude: set[str], n: int, seed: int
+) -> np.ndarray:
+    """The best `n` distinct, not-yet-measured encodings by rank and crowding.
+
+    Tops up with random unmeasured sub-networks when the search found too few.
+    """
+    X, F = X[-RECENT_CANDIDATES:], F[-RECENT_CANDIDATES:]
+    keys = space.keys(X)
+    keep, chosen = [], set()
+    for i in range(len(X) - 1, -1, -1):  # newest first: later generations are better
+        if keys[i] not in exclude and keys[i] not in chosen:
+            chosen.add(keys[i])
+            keep.append(i)
+    keep = np.asarray(keep[::-1], dtype=np.int64)
+    picked = X[keep][rank_and_crowding(F[keep])[:n]] if len(keep) else np.zeros((0, space.n_var), np.int64)
+    if len(picked) < n:
+        extra = space.sample(n - len(picked), seed, exclude=set(exclude) | set(space.keys(picked)))
+        picked = np.vstack([picked, extra])
+    return space.canonicalize(picked)
+
+
+def next_population(config, space, frame: pd.DataFrame, predictors, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+    """LINAS step 3-4: search the predictors, keep the best unmeasured; also return their predictions."""
+    seed = iteration_seed(config.seed, iteration)
+    X, F = run_inner_search(config, space, predictors, seed)
+    measured = set(frame["subnet_id"])
+    n = config.search.population_at(iteration)
+    population = select_unmeasured(space, X, F, measured, n, seed)
+    return population, predict(predictors, config.resolved_objectives(), population)
+
+
+# ---- analytics derived from the measurement table ----------------------------
+def normalization(config, frame: pd.DataFrame) -> Normalization:
+    """Fixed per run: from the first iteration's successful measurements."""
+    objectives = config.resolved_objectives()
+    first = frame[frame["iteration"] == frame["iteration"].min()]
+    F = objective_matrix(first, objectives)
+    if len(F) == 0:
+        F = objective_matrix(frame, objectives)
+    return Normalization.from_values(F)
+
+
+def hypervolume_history(config, frame: pd.DataFrame) -> list[float]:
+    objectives = config.resolved_objectives()
+    if successful(frame).empty:
+        return []
+    norm = normalization(config, frame)
+    return [
+        hypervolume(objective_matrix(frame[frame["iteration"] <= it], objectives), norm)
+        for it in sorted(frame["iteration"].unique())
+    ]
+
+
+def pareto_front(config, frame: pd.DataFrame) -> pd.DataFrame:
+    ok = successful(frame)
+    F = objective_matrix(ok, config.resolved_objectives())
+    front = ok[non_dominated_mask(F)]
+    first = config.resolved_objectives()[0]
+    return front.sort_values(first.name, ascending=first.direction == "min")
+
+
+def prospective_quality(config, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """How well the previous iteration's predictors predicted what was then measured."""
+    out = []
+    ok = successful(frame)
+    for it in sorted(ok["iteration"].unique()):
+        rows = ok[ok["iteration"] == it]
+        entry: dict[str, Any] = {"iteration": int(it)}
+        for o in config.resolved_objectives():
+            col = f"pred:{o.name}"
+            if col not in rows or rows[col].isna().all():
+                continue
+            sub = rows[rows[col].notna()]
+            actual, predicted = sub[o.name].to_numpy(), sub[col].to_numpy()
+            entry[o.name] = {
+                "mape": float(np.mean(np.abs(predicted - actual) / np.maximum(np.abs(actual), 1e-12)) * 100),
+                "kendall_tau": float(kendalltau(actual, predicted).statistic) if len(sub) > 1 else float("nan"),
+                "n": int(len(sub)),
+            }
+        if len(entry) > 1:
+            out.append(entry)
+    return out
+
+
+def summarize(config, frame: pd.DataFrame) -> dict[str, Any]:
+    objectives = config.resolved_objectives()
+    front = pareto_front(config, frame)
+    value_cols = [c for c in front.columns if c not in ("run", "status", "error", "targets")]
+    pareto = [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k in value_cols and not str(k).startswith("pred:")}
+        for row in front.to_dict("records")
+    ]
+    return {
+        "name": config.name,
+        "mode": config.search.mode,
+        "objectives": [{"name": o.name, "direction": o.direction, "unit": o.unit} for o in objectives],
+        "evaluations": int(len(frame)),
+        "successful": int(len(successful(frame))),
+        "failed": int((frame["status"] != "ok").sum()),
+        "iterations": int(frame["iteration"].nunique()) if len(frame) else 0,
+        "hypervolume": hypervolume_history(config, frame),
+        "normalization": normalization(config, frame).to_dict() if len(successful(frame)) else None,
+        "predictor_quality": prospective_quality(config, frame),
+        "pareto": pareto,
+    }

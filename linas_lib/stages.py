@@ -1,0 +1,144 @@
+"""Pipeline stages as file-in/file-out functions: the bodies of the KFP components.
+
+Each stage validates the config it is handed (the process boundary), reads its
+inputs from artifact paths, calls the same core functions as the in-process
+loop, and writes its outputs. Measurements also land in the run's store, so a
+run directory looks the same whether it came from `linas search` or a pipeline.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from linas_lib.config import LinasConfig, config_from_json
+from linas_lib.measurements import combine, concat
+from linas_lib.runs import RunStore, population_doc, predictions_by_id
+from linas_lib.search import core
+
+
+def _config(config_json: str) -> LinasConfig:
+    return config_from_json(config_json)
+
+
+def _space(config: LinasConfig):
+    from linas_lib.supernets import supernet_space
+
+    return supernet_space(config.supernet.name, **config.supernet.params)
+
+
+def _write_json(path: str, obj: Any) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj))
+
+
+def _read_json(path: str) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _population(path: str) -> tuple[dict[str, Any], np.ndarray]:
+    doc = _read_json(path)
+    return doc, np.asarray(doc["encodings"], dtype=np.int64).reshape(len(doc["encodings"]), -1)
+
+
+def sample(config_json: str, population_path: str) -> int:
+    config = _config(config_json)
+    space = _space(config)
+    X = core.initial_population(space, config.search.population_at(0), config.seed)
+    _write_json(population_path, population_doc(space, 0, X, None, config.resolved_objectives()))
+    return len(X)
+
+
+def _supernet(config: LinasConfig, checkpoint: str):
+    from linas_lib.supernets import load_supernet
+
+    return load_supernet(config.supernet, checkpoint or None, progress=False)
+
+
+def evaluate_accuracy(config_json: str, checkpoint: str, population_path: str, output_path: str) -> None:
+    from linas_lib.objectives import measure_quality
+
+    config = _config(config_json)
+    _, X = _population(population_path)
+    _write_json(output_path, measure_quality(_supernet(config, checkpoint), X))
+
+
+def measure_latency(config_json: str, checkpoint: str, target_name: str, population_path: str, output_path: str) -> None:
+    from linas_lib.objectives import measure_latency as measure
+
+    config = _config(config_json)
+    target = next((t for t in config.targets if t.name == target_name), None)
+    if target is None:
+        raise ValueError(f"target {target_name!r} is not in the config; targets: {[t.name for t in config.targets]}")
+    _, X = _population(population_path)
+    rows = measure(_supernet(config, checkpoint), X, target)
+    _write_json(output_path, {"target": target_name, "rows": rows})
+
+
+def train_predictors(
+    config_json: str,
+    store_uri: str,
+    population_path: str,
+    accuracy_path: str,
+    latency_paths: list[str],
+    history_path: str | None,
+    measurements_path: str,
+    predictors_path: str,
+) -> int:
+    """Record this iteration's measurements, then fit one predictor per objective."""
+    config = _config(config_json)
+    space = _space(config)
+    doc, _ = _population(population_path)
+    latency = {d["target"]: d["rows"] for d in map(_read_json, latency_paths)}
+    new = combine(iteration=doc["iteration"], run=config.name, quality_rows=_read_json(accuracy_path),
+                  latency_rows=latency, predictions=predictions_by_id(doc))
+    history = pd.read_parquet(history_path) if history_path else None
+    frame = concat(history, new)
+    Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(measurements_path, index=False)
+    predictors = core.fit_predictors(config, space, frame)
+    import joblib
+
+    joblib.dump(predictors, predictors_path)
+    run = RunStore(store_uri)
+    run.save_config(config)
+    run.save_population(doc)
+    run.save_measurements(frame)
+    run.save_predictors(doc["iteration"], predictors)
+    return len(frame)
+
+
+def run_moea(config_json: str, iteration: int, measurements_path: str, predictors_path: str, population_path: str) -> None:
+    import joblib
+
+    config = _config(config_json)
+    space = _space(config)
+    frame = pd.read_parquet(measurements_path)
+    predictors = joblib.load(predictors_path)  # written by this pipeline's own train_predictors task
+    X, F = core.next_population(config, space, frame, predictors, iteration)
+    _write_json(population_path, population_doc(space, iteration, X, F, config.resolved_objectives()))
+
+
+def report(config_json: str, store_uri: str, measurements_path: str, html_path: str, markdown_path: str) -> dict[str, float]:
+    """Write the reports into the store and as artifacts; return the run's metrics."""
+    from linas_lib.report import write_reports
+
+    config = _config(config_json)
+    frame = pd.read_parquet(measurements_path)
+    summary = core.summarize(config, frame)
+    run = RunStore(store_uri)
+    run.save_results(summary)
+    html_text, md_text = write_reports(run, summary, frame)
+    for path, text in ((html_path, html_text), (markdown_path, md_text)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    return {
+        "hypervolume": summary["hypervolume"][-1] if summary["hypervolume"] else 0.0,
+        "evaluations": float(summary["evaluations"]),
+        "pareto_size": float(len(summary["pareto"])),
+        "failed": float(summary["failed"]),
+    }
+
