@@ -29,7 +29,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     supernet = load_supernet(config.supernet)
     run = RunStore(str(args.out))
-    driver = run_linas if config.search.mode == "linas" else run_validation
+    driver = run_validation if config.search.mode == "validation" else run_linas
     summary = driver(config, supernet.space, supernet_measure(config, supernet), run=run)
     write_reports(run, summary, run.load_measurements())
     _print_result(summary, Path(run.uri))

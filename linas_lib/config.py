@@ -90,13 +90,18 @@ class PredictorSpec(_Strict):
 
 
 class InnerSearchConfig(_Strict):
-    """The LINAS inner loop: an MOEA run on predictors alone (paper defaults)."""
+    """The LINAS inner loop: an MOEA run on predictors alone.
+
+    Unset operator settings take the algorithm's own defaults (the paper's Table 4:
+    e.g. NSGA-II population 50, crossover 0.9, mutation 0.02; C-TAEA 1.0 and 0.05).
+    """
 
     algorithm: str = "nsga2"
     evaluations: int = Field(20_000, ge=1)
-    population: int = Field(50, ge=2)
-    crossover: float = Field(0.9, ge=0, le=1)
-    mutation: float = Field(0.02, ge=0, le=1)
+    population: int | None = Field(None, ge=2)
+    crossover: float | None = Field(None, ge=0, le=1)
+    mutation: float | None = Field(None, ge=0, le=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="further algorithm-specific settings")
 
     @field_validator("algorithm")
     @classmethod
@@ -106,23 +111,46 @@ class InnerSearchConfig(_Strict):
         return _check_name("algorithm", v, algorithm_names())
 
     def algorithm_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"population": self.population}
-        if self.algorithm != "random":
-            params.update(crossover=self.crossover, mutation=self.mutation)
-        return params
+        set_ = {k: getattr(self, k) for k in ("population", "crossover", "mutation") if getattr(self, k) is not None}
+        return {**set_, **self.params}
 
 
 def _default_predictors() -> dict[str, PredictorSpec]:
     return {"accuracy": PredictorSpec(name="svr_rbf"), "latency": PredictorSpec(name="ridge")}
 
 
+class ConstraintGroup(_Strict):
+    """Search only sub-networks whose predicted `objective` is at most `max` (OFA-style)."""
+
+    objective: str
+    max: float
+
+
+class ScheduleStep(_Strict):
+    """From `from_iteration` on, LINAS uses these settings (the paper lets them change)."""
+
+    from_iteration: int = Field(ge=1)
+    population: int | None = Field(None, ge=2)
+    inner: InnerSearchConfig | None = None
+    predictors: dict[str, PredictorSpec] | None = None
+
+
 class SearchConfig(_Strict):
-    mode: Literal["linas", "validation"] = "linas"
+    mode: Literal["linas", "validation", "oneshot"] = "linas"
     population: int = Field(25, ge=2, description="sub-networks measured per iteration")
     evaluations: int = Field(125, ge=2, description="total real measurements")
     algorithm: str = Field("nsga2", description="validation mode: the algorithm that is measured directly")
+    algorithm_params: dict[str, Any] = Field(default_factory=dict, description="validation mode: algorithm settings")
     inner: InnerSearchConfig = Field(default_factory=InnerSearchConfig)
     predictors: dict[str, PredictorSpec] = Field(default_factory=_default_predictors)
+    oneshot_samples: int | None = Field(
+        None, ge=2, description="oneshot mode: sub-networks measured up front (default: evaluations - population)"
+    )
+    constraints: list[ConstraintGroup] = Field(default_factory=list, description="latency-constraint groups")
+    schedule: list[ScheduleStep] = Field(default_factory=list)
+    normalize_latency: bool = Field(
+        False, description="latency as a ratio to the largest sub-network on the same target (paper, appendix E)"
+    )
 
     @field_validator("algorithm")
     @classmethod
@@ -137,15 +165,49 @@ class SearchConfig(_Strict):
             raise ValueError(
                 f"evaluations ({self.evaluations}) must be at least population ({self.population})"
             )
+        if self.mode == "oneshot" and self.oneshot_samples is not None and self.oneshot_samples >= self.evaluations:
+            raise ValueError(
+                f"oneshot_samples ({self.oneshot_samples}) must leave part of evaluations ({self.evaluations}) "
+                "to validate the predicted front"
+            )
+        steps = [s.from_iteration for s in self.schedule]
+        if steps != sorted(set(steps)):
+            raise ValueError(f"schedule: from_iteration values must be strictly increasing, got {steps}")
         return self
+
+    def plan(self) -> list[int]:
+        """How many sub-networks each iteration measures; the sum is `evaluations`."""
+        if self.mode == "oneshot":
+            samples = self.oneshot_samples or max(2, self.evaluations - self.population)
+            return [samples, self.evaluations - samples]
+        sizes, left, it = [], self.evaluations, 0
+        while left > 0:
+            n = min(self.step(it).population or self.population, left)
+            sizes.append(n)
+            left -= n
+            it += 1
+        return sizes
 
     @property
     def iterations(self) -> int:
-        return math.ceil(self.evaluations / self.population)
+        return len(self.plan())
 
     def population_at(self, iteration: int) -> int:
-        """The last iteration measures only what is left of the budget."""
-        return min(self.population, self.evaluations - iteration * self.population)
+        return self.plan()[iteration]
+
+    def step(self, iteration: int) -> ScheduleStep:
+        """The schedule entry in force at `iteration` (an empty step before the first)."""
+        current = ScheduleStep(from_iteration=1)
+        for step in self.schedule:
+            if step.from_iteration <= iteration:
+                current = step
+        return current
+
+    def inner_at(self, iteration: int) -> InnerSearchConfig:
+        return self.step(iteration).inner or self.inner
+
+    def predictors_at(self, iteration: int) -> dict[str, PredictorSpec]:
+        return self.step(iteration).predictors or self.predictors
 
 
 class LinasConfig(_Strict):
@@ -170,9 +232,13 @@ class LinasConfig(_Strict):
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError(f"targets: names must be unique, got {names}")
-        n_obj = len(self.resolved_objectives())
-        if n_obj > 4:
-            raise ValueError(f"objectives: {n_obj} objectives after expanding latency per target; at most 4")
+        objectives = self.resolved_objectives()
+        if len(objectives) > 4:
+            raise ValueError(f"objectives: {len(objectives)} objectives after expanding latency per target; at most 4")
+        names = [o.name for o in objectives]
+        for group in self.search.constraints:
+            if group.objective not in names:
+                raise ValueError(f"search.constraints: unknown objective {group.objective!r}; allowed: {', '.join(names)}")
         return self
 
     # ---- derived views ------------------------------------------------------
@@ -183,7 +249,9 @@ class LinasConfig(_Strict):
         quality = supernet_class(self.supernet.name).quality_metric
         out: list[Objective] = []
         for name in self.objectives:
-            if name == "latency":
+            if name == "latency" and self.search.normalize_latency:
+                out += [Objective(f"latency_norm@{t.name}", "min", "x largest") for t in self.targets]
+            elif name == "latency":
                 out += [Objective(latency_column(t.name), "min", "ms") for t in self.targets]
             elif name == quality:
                 out.append(Objective(name, "max"))
@@ -191,9 +259,9 @@ class LinasConfig(_Strict):
                 out.append(Objective(name, "min"))
         return out
 
-    def predictor_for(self, objective: str) -> PredictorSpec:
-        specs = self.search.predictors
-        base = objective.split("@", 1)[0]
+    def predictor_for(self, objective: str, iteration: int = 0) -> PredictorSpec:
+        specs = self.search.predictors_at(iteration)
+        base = objective.split("@", 1)[0].removesuffix("_norm")
         if objective in specs:
             return specs[objective]
         if base in specs:

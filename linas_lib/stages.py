@@ -74,7 +74,7 @@ def measure_latency(config_json: str, checkpoint: str, target_name: str, populat
     if target is None:
         raise ValueError(f"target {target_name!r} is not in the config; targets: {[t.name for t in config.targets]}")
     _, X = _population(population_path)
-    rows = measure(_supernet(config, checkpoint), X, target)
+    rows = measure(_supernet(config, checkpoint), X, target, config.search.normalize_latency)
     _write_json(output_path, {"target": target_name, "rows": rows})
 
 
@@ -99,7 +99,7 @@ def train_predictors(
     frame = concat(history, new)
     Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(measurements_path, index=False)
-    predictors = core.fit_predictors(config, space, frame)
+    predictors = core.fit_predictors(config, space, frame, doc["iteration"] + 1)
     import joblib
 
     joblib.dump(predictors, predictors_path)

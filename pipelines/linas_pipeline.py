@@ -19,6 +19,9 @@ def _display(task, name: str, cache: bool):
 def build_pipeline(config: LinasConfig):
     if len(config.targets) > stages.MAX_TARGETS:
         raise ValueError(f"targets: at most {stages.MAX_TARGETS} hardware targets per pipeline")
+    if config.search.mode == "validation":
+        raise ValueError("search.mode: validation-only search runs in-process (`linas search`); "
+                         "the pipeline runs the modes linas and oneshot")
     iterations = config.search.iterations
 
     @dsl.pipeline(name=f"linas-{config.name}".lower(), description=f"LINAS search '{config.name}' ({iterations} iterations)")

@@ -16,7 +16,7 @@ def supernet_measure(config, supernet):
 
     def measure(iteration, X, predictions=None):
         quality = measure_quality(supernet, X)
-        latency = {t.name: measure_latency(supernet, X, t) for t in config.targets}
+        latency = {t.name: measure_latency(supernet, X, t, config.search.normalize_latency) for t in config.targets}
         return combine(iteration=iteration, run=config.name, quality_rows=quality, latency_rows=latency,
                        predictions=predictions)
 

@@ -9,12 +9,21 @@ from linas_lib.backends import build_backend
 from linas_lib.measurements import latency_column
 
 
-def measure_latency(supernet, encodings: np.ndarray, target) -> list[dict[str, Any]]:
-    """`target` is a TargetConfig; values are keyed `latency@<target>` and friends."""
+def measure_latency(supernet, encodings: np.ndarray, target, normalize: bool = False) -> list[dict[str, Any]]:
+    """`target` is a TargetConfig; values are keyed `latency@<target>` and friends.
+
+    With `normalize`, the largest sub-network is measured in the same session and each
+    latency is also given as a ratio to it (`latency_norm@<target>`), which cancels
+    the platform's speed so latencies from different platforms can be pooled.
+    """
     backend = build_backend(target.backend, **target.backend_params())
     space = supernet.space
     X = space.canonicalize(encodings)
     col = latency_column(target.name)
+    reference = None
+    if normalize:
+        module, inputs = supernet.export_module(space.canonicalize(space.upper)[0], target.batch_size)
+        reference = backend.measure(module, inputs).median_ms
     rows = []
     for encoding, key in zip(X, space.keys(X)):
         row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "values": {}, "error": ""}
@@ -23,6 +32,8 @@ def measure_latency(supernet, encodings: np.ndarray, target) -> list[dict[str, A
             result = backend.measure(module, inputs)
             row["values"] = {col: result.median_ms, f"latency_cv@{target.name}": result.cv,
                              f"latency_p90@{target.name}": result.p90_ms}
+            if reference:
+                row["values"][f"latency_norm@{target.name}"] = result.median_ms / reference
             row["fingerprint"] = result.fingerprint
         except Exception as exc:
             row["error"] = f"latency@{target.name}: {exc!r}"

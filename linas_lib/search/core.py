@@ -31,15 +31,18 @@ def initial_population(space, n: int, seed: int, exclude: set[str] = frozenset()
     return space.sample(n, iteration_seed(seed, 0), exclude=exclude)
 
 
-def fit_predictors(config, space, frame: pd.DataFrame) -> dict[str, Any]:
-    """One fitted estimator per objective, trained on every successful measurement."""
+def fit_predictors(config, space, frame: pd.DataFrame, iteration: int = 1) -> dict[str, Any]:
+    """One fitted estimator per objective, trained on every successful measurement.
+
+    `iteration` is the one the predictors will propose, which picks the schedule entry.
+    """
     ok = successful(frame)
     if len(ok) < 2:
         raise ValueError(f"need at least 2 successful measurements to train predictors, have {len(ok)}")
     X = encodings(ok)
     predictors = {}
     for objective in config.resolved_objectives():
-        spec = config.predictor_for(objective.name)
+        spec = config.predictor_for(objective.name, iteration)
         predictors[objective.name] = build_predictor(spec.name, space, **spec.params).fit(X, ok[objective.name].to_numpy())
     return predictors
 
@@ -49,21 +52,35 @@ def predict(predictors: dict[str, Any], objectives: list[Objective], X: np.ndarr
     return np.column_stack([o.to_min(predictors[o.name].predict(X)) for o in objectives])
 
 
-def run_inner_search(config, space, predictors: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The MOEA on predictors alone; returns every (encoding, prediction) it evaluated."""
-    inner = config.search.inner
+def run_inner_search(
+    config, space, predictors: dict[str, Any], seed: int, iteration: int = 1, constraint=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The MOEA on predictors alone; returns every (encoding, prediction) it evaluated.
+
+    With a constraint group, predictions that violate it are pushed behind every
+    feasible point, so the algorithm's own ranking keeps to the feasible region.
+    """
+    inner = config.search.inner_at(iteration)
     objectives = config.resolved_objectives()
     searcher = build_searcher(inner.algorithm, space, len(objectives), inner.evaluations, seed, **inner.algorithm_params())
+    column = [o.name for o in objectives].index(constraint.objective) if constraint else None
     seen_X, seen_F = [], []
     while searcher.has_next():
         X = searcher.ask()
         if len(X) == 0:
             break
         F = predict(predictors, objectives, X)
-        searcher.tell(X, F)
+        told = F
+        if constraint is not None:
+            excess = np.maximum(objectives[column].from_min(F[:, column]) - constraint.max, 0.0)
+            told = np.where(excess[:, None] > 0, F + PENALTY * (1.0 + excess[:, None]), F)
+        searcher.tell(X, told)
         seen_X.append(X)
         seen_F.append(F)
     return np.vstack(seen_X), np.vstack(seen_F)
+
+
+PENALTY = 1e6
 
 
 def select_unmeasured(
@@ -89,13 +106,31 @@ def select_unmeasured(
 
 
 def next_population(config, space, frame: pd.DataFrame, predictors, iteration: int) -> tuple[np.ndarray, np.ndarray]:
-    """LINAS step 3-4: search the predictors, keep the best unmeasured; also return their predictions."""
+    """LINAS steps 3-4: search the predictors, keep the best unmeasured; also return their predictions.
+
+    With constraint groups the population is shared out between the groups, each
+    searched on its own, as OFA does for latency budgets.
+    """
     seed = iteration_seed(config.seed, iteration)
-    X, F = run_inner_search(config, space, predictors, seed)
-    measured = set(frame["subnet_id"])
+    objectives = config.resolved_objectives()
+    exclude = set(frame["subnet_id"])
     n = config.search.population_at(iteration)
-    population = select_unmeasured(space, X, F, measured, n, seed)
-    return population, predict(predictors, config.resolved_objectives(), population)
+    groups = config.search.constraints or [None]
+    shares = [n // len(groups) + (i < n % len(groups)) for i in range(len(groups))]
+    chosen = []
+    for g, (group, share) in enumerate(zip(groups, shares)):
+        if share == 0:
+            continue
+        X, F = run_inner_search(config, space, predictors, seed + g, iteration, group)
+        if group is not None:
+            column = [o.name for o in objectives].index(group.objective)
+            feasible = objectives[column].from_min(F[:, column]) <= group.max
+            X, F = X[feasible], F[feasible]
+        picked = select_unmeasured(space, X, F, exclude, share, seed + g)
+        exclude |= set(space.keys(picked))
+        chosen.append(picked)
+    population = np.vstack(chosen)
+    return population, predict(predictors, objectives, population)
 
 
 # ---- analytics derived from the measurement table ----------------------------

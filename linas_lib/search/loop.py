@@ -34,7 +34,7 @@ def run_linas(config, space, measure: MeasureFn, run: RunStore | None = None, pr
         if run:
             run.save_population(population)
         frame = concat(frame, measure(iteration, X, predictions_by_id(population)))
-        predictors = core.fit_predictors(config, space, frame)
+        predictors = core.fit_predictors(config, space, frame, iteration + 1)
         if run:
             run.save_measurements(frame)  # after every iteration: a crash loses at most one population
             run.save_predictors(iteration, predictors)
@@ -52,8 +52,7 @@ def run_validation(config, space, measure: MeasureFn, run: RunStore | None = Non
     """Every candidate the algorithm asks for is measured for real."""
     objectives = config.resolved_objectives()
     search = config.search
-    params = {"population": search.population, **({} if search.algorithm == "random" else
-              {"crossover": search.inner.crossover, "mutation": search.inner.mutation})}
+    params = {"population": search.population, **search.algorithm_params}
     searcher = build_searcher(search.algorithm, space, len(objectives), search.evaluations, config.seed, **params)
     frame, iteration = concat(), 0
     if run:

@@ -10,7 +10,7 @@ store_registry: Registry = Registry("store scheme")
 
 
 def open_store(uri: str) -> Store:
-    from linas_lib.stores import local  # noqa: F401  (registers "file")
+    from linas_lib.stores import local, s3  # noqa: F401  (register "file" and "s3")
 
     parsed = urlparse(uri)
     scheme = parsed.scheme if len(parsed.scheme) > 1 else "file"  # C:\ is not a scheme
