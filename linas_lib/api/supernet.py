@@ -3,11 +3,16 @@
 A plugin owns a search space and knows how to load its weights, score a batch of
 sub-networks on its quality metric and hand out a static, exportable module for
 latency measurement. Everything else (search, predictors, stores, pipelines) is
-shared. Plugins register by name in `linas_lib.supernets.supernet_registry`.
+shared. Plugins register by name in `linas_lib.supernets.supernet_registry`, come
+from an installed entry point (group ``linas.supernets``) or from a Python file
+named in the config (``supernet.plugin_file``).
+
+Construction: ``Plugin(**config.supernet.params)``; `__init__` must be cheap (no
+weights, no data) because search-only stages build plugins just for their space.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -16,9 +21,13 @@ from linas_lib.api.search_space import SearchSpace
 
 @runtime_checkable
 class SuperNetwork(Protocol):
-    #: name of the quality column this plugin measures, e.g. "accuracy"
+    #: name of the quality column this plugin measures, e.g. "accuracy", "hr@10", "bleu"
     quality_metric: str
     space: SearchSpace
+
+    @classmethod
+    def search_space(cls, **params: Any) -> SearchSpace:
+        """The space alone, without building the network (used by search-only stages)."""
 
     def prepare(self, checkpoint: str | None, cache_dir: str) -> str:
         """Return a checkpoint path: the given one, or train/load the cached built-in one."""
@@ -30,4 +39,11 @@ class SuperNetwork(Protocol):
         """Quality metric plus `macs` and `params` for each encoding."""
 
     def export_module(self, encoding: np.ndarray, batch_size: int) -> tuple[Any, tuple[Any, ...]]:
-        """A static torch module of the sub-network and example inputs of that batch size."""
+        """A static torch module of the sub-network (eval mode) and example inputs of that batch size."""
+
+    # Optional, for INT8 targets ------------------------------------------------
+    def calibration_inputs(self, batch_size: int, n_batches: int) -> list[tuple[Any, ...]]:
+        """Real input batches from the plugin's own data, for post-training quantization."""
+
+    def evaluate_exported(self, encoding: np.ndarray, run: Callable[..., np.ndarray]) -> dict[str, float]:
+        """The quality metric when the sub-network's forward pass is `run` (e.g. an INT8 model)."""

@@ -381,6 +381,23 @@ class ElasticCNNSupernet:
         module = self.subnet(self.space.canonicalize(encoding)[0])
         return module, (torch.randn(batch_size, 1, 28, 28),)
 
+    def calibration_inputs(self, batch_size: int, n_batches: int):
+        import torch
+
+        train, _ = self._splits()
+        x = torch.from_numpy(train.x[: batch_size * n_batches])
+        return [(chunk,) for chunk in x.split(batch_size) if len(chunk) == batch_size]
+
+    def evaluate_exported(self, encoding: np.ndarray, run) -> dict[str, float]:
+        """Top-1 accuracy on the test split when `run(images) -> logits` is the forward pass."""
+        _, test = self._splits()
+        batch = 500
+        correct = sum(
+            int((np.asarray(run(test.x[i : i + batch])).argmax(1) == test.y[i : i + batch]).sum())
+            for i in range(0, len(test.y), batch)
+        )
+        return {"accuracy": correct / len(test.y)}
+
 
 def _digest_matches(path: Path, require_sidecar: bool = False) -> bool:
     """True when the recorded digest matches; a user's checkpoint may come without one."""
