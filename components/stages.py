@@ -5,7 +5,8 @@ Bodies stay thin: KFP embeds each body's source into every unrolled task of the
 compiled pipeline, so all logic lives in `linas_lib.stages` inside the image.
 """
 
-from typing import Optional
+import functools
+from typing import List, Optional
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
@@ -13,36 +14,64 @@ from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 from components.images import image
 
 BASE = image("base")
+# The images ship kfp; skipping the per-task `pip install kfp` bootstrap also keeps
+# every executor of the unrolled pipeline short.
+component = functools.partial(dsl.component, base_image=BASE, install_kfp_package=False)
 # Up to four objectives means up to four latency targets feed one iteration.
 MAX_TARGETS = 4
 
 
-@dsl.component(base_image=BASE)
+# Comments rather than docstrings: KFP copies each body, docstring included, into
+# every unrolled task of the compiled pipeline.
+
+# Apply the run's parameters (set in the UI) to the compiled config; validate once.
+@component
+def resolve_config(config_json: str, compiled_iterations: int, seed: int, max_iterations: int, population: int,
+                   inner_evaluations: int, early_stop_threshold: float, early_stop_window: int) -> str:
+    from linas_lib import stages
+
+    return stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
+                                 inner_evaluations, early_stop_threshold, early_stop_window)
+
+
+# Draw the initial population uniformly (seeded).
+@component
 def sample(config_json: str, population: Output[Dataset]):
-    """Draw the initial population uniformly (seeded)."""
     from linas_lib import stages
 
     population.metadata["size"] = stages.sample(config_json, population.path)
 
 
-@dsl.component(base_image=BASE)
-def evaluate_accuracy(config_json: str, checkpoint: str, population: Input[Dataset], accuracy: Output[Dataset]):
-    """Quality metric, MACs and parameters of every sub-network of the population."""
+# Quality metric, MACs and parameters of one shard of the population.
+@component
+def evaluate_accuracy(config_json: str, checkpoint: str, shard: int, shards: int, population: Input[Dataset],
+                      accuracy: Output[Dataset]):
     from linas_lib import stages
 
-    stages.evaluate_accuracy(config_json, checkpoint, population.path, accuracy.path)
+    accuracy.metadata["size"] = stages.evaluate_accuracy(
+        config_json, checkpoint, population.path, accuracy.path, shard, shards)
 
 
-@dsl.component(base_image=BASE)
-def measure_latency(config_json: str, checkpoint: str, target: str, population: Input[Dataset], latency: Output[Dataset]):
-    """Latency of every sub-network of the population on one hardware target."""
+# Join the accuracy shards of a population (only in pipelines with sharding).
+@component
+def gather_accuracy(shards: Input[List[Dataset]], accuracy: Output[Dataset]):
+    from linas_lib import stages
+
+    accuracy.metadata["size"] = stages.gather_accuracy([s.path for s in shards], accuracy.path)
+
+
+# Latency of every sub-network of the population on one hardware target.
+@component
+def measure_latency(config_json: str, checkpoint: str, target: str, population: Input[Dataset],
+                    latency: Output[Dataset]):
     from linas_lib import stages
 
     stages.measure_latency(config_json, checkpoint, target, population.path, latency.path)
     latency.metadata["target"] = target
 
 
-@dsl.component(base_image=BASE)
+# Record the iteration's measurements, fit one predictor per objective; True to go on.
+@component
 def train_predictors(
     config_json: str,
     store_uri: str,
@@ -55,31 +84,34 @@ def train_predictors(
     latency_1: Optional[Input[Dataset]] = None,
     latency_2: Optional[Input[Dataset]] = None,
     latency_3: Optional[Input[Dataset]] = None,
-):
-    """Record the iteration's measurements and fit one predictor per objective."""
+) -> bool:
     from linas_lib import stages
 
     latency_paths = [a.path for a in (latency_0, latency_1, latency_2, latency_3) if a is not None]
-    measurements.metadata["records"] = stages.train_predictors(
+    return stages.train_predictors(
         config_json, store_uri, population.path, accuracy.path, latency_paths,
         history.path if history is not None else None, measurements.path, predictors.path,
     )
 
 
-@dsl.component(base_image=BASE)
+# Search the predictors with the inner MOEA; emit the best unmeasured sub-networks.
+@component
 def run_moea(config_json: str, iteration: int, measurements: Input[Dataset], predictors: Input[Model],
              population: Output[Dataset]):
-    """Search the predictors with the inner MOEA; emit the best unmeasured sub-networks."""
     from linas_lib import stages
 
     stages.run_moea(config_json, iteration, measurements.path, predictors.path, population.path)
 
 
-@dsl.component(base_image=BASE)
-def report(config_json: str, store_uri: str, measurements: Input[Dataset], html: Output[HTML],
-           summary: Output[Markdown], metrics: Output[Metrics]):
-    """Pareto front, hypervolume curve and predictor quality for the Kubeflow UI."""
+# Pareto fronts, hypervolume curve and predictor quality for the Kubeflow UI. It is
+# the exit task, so it takes the raw run parameters and reads the run's store.
+@component
+def report(store_uri: str, config_json: str, compiled_iterations: int, seed: int, max_iterations: int,
+           population: int, inner_evaluations: int, early_stop_threshold: float, early_stop_window: int,
+           html: Output[HTML], summary: Output[Markdown], metrics: Output[Metrics]):
     from linas_lib import stages
 
-    for name, value in stages.report(config_json, store_uri, measurements.path, html.path, summary.path).items():
+    config_json = stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
+                                        inner_evaluations, early_stop_threshold, early_stop_window)
+    for name, value in stages.report(config_json, store_uri, None, html.path, summary.path).items():
         metrics.log_metric(name, value)

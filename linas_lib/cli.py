@@ -61,6 +61,72 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_arguments(args: argparse.Namespace) -> dict:
+    """Pipeline run parameters given on the command line (KEY=VALUE, JSON values)."""
+    import json
+
+    arguments = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"linas: --param expects KEY=VALUE, got {item!r}")
+        try:
+            arguments[key] = json.loads(value)
+        except json.JSONDecodeError:
+            arguments[key] = value
+    if args.store:
+        arguments["store_uri"] = args.store
+    return arguments
+
+
+def _preflighted(config, args: argparse.Namespace):
+    """Run the cluster preflight (unless skipped) and record the nodes' hardware labels."""
+    from pipelines.cluster import preflight
+
+    if args.skip_preflight:
+        return config
+    checks = {c.name: c for c in preflight(config, args.kubeconfig)}
+    for name, check in checks.items():
+        print(f"preflight: {name}: {len(check.nodes)} node(s) can run it {check.fingerprint or ''}")
+    targets = [t.model_copy(update={"node_fingerprint": checks[f"target {t.name}"].fingerprint}).model_dump()
+               for t in config.targets]
+    return config.with_overrides(targets=targets)
+
+
+def cmd_pipeline_submit(args: argparse.Namespace) -> int:
+    from pipelines.submit import submit_run
+
+    config = _preflighted(load_config(args.config), args)
+    result = submit_run(config, args.host, experiment=args.experiment, arguments=_run_arguments(args),
+                        namespace=args.namespace)
+    print(f"submitted {result.kind} {result.id} in experiment {result.experiment_id}")
+    return 0
+
+
+def cmd_pipeline_schedule(args: argparse.Namespace) -> int:
+    from pipelines.submit import schedule_run
+
+    config = _preflighted(load_config(args.config), args)
+    result = schedule_run(config, args.host, cron=args.cron, max_concurrency=args.max_concurrency,
+                          experiment=args.experiment, arguments=_run_arguments(args), namespace=args.namespace)
+    print(f"scheduled {result.kind} {result.id} ({args.cron}) in experiment {result.experiment_id}")
+    return 0
+
+
+def cmd_cluster_check(args: argparse.Namespace) -> int:
+    from pipelines.cluster import check_placements, list_nodes
+
+    config = load_config(args.config)
+    checks = check_placements(config, list_nodes(args.kubeconfig))
+    for check in checks:
+        status = "ok" if check.ok else "UNSCHEDULABLE"
+        print(f"{check.name}: {status}; nodes: {', '.join(check.nodes) or '-'}; hardware: {check.fingerprint or '-'}")
+        if not check.ok:
+            for node, reason in sorted(check.reasons.items()):
+                print(f"    {node}: {reason}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linas", description="Lightweight Iterative NAS on Kubeflow Pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +147,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--local", action="store_true", help="execute with kfp.local's SubprocessRunner")
     run.add_argument("--out", type=Path, required=True, help="run directory")
     run.set_defaults(func=cmd_pipeline_run)
+
+    def remote(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", type=Path)
+        p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
+        p.add_argument("--experiment", help="experiment name (created when missing; default: the config's name)")
+        p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
+        p.add_argument("--store", help="store_uri run parameter, e.g. s3://linas/runs/nightly")
+        p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a pipeline run parameter")
+        p.add_argument("--kubeconfig", help="kubeconfig for the preflight (default: in-cluster or ~/.kube/config)")
+        p.add_argument("--skip-preflight", action="store_true", help="do not check the node pools first")
+
+    submit = pipeline.add_parser("submit", help="compile and create a run on a Kubeflow Pipelines endpoint")
+    remote(submit)
+    submit.set_defaults(func=cmd_pipeline_submit)
+
+    schedule = pipeline.add_parser("schedule", help="create a recurring run (re-search on a cron schedule)")
+    remote(schedule)
+    schedule.add_argument("--cron", required=True, help="6 fields, seconds first: '0 0 3 * * 1' = Mondays 03:00")
+    schedule.add_argument("--max-concurrency", type=int, default=1)
+    schedule.set_defaults(func=cmd_pipeline_schedule)
+
+    cluster = sub.add_parser("cluster", help="cluster tools").add_subparsers(dest="action", required=True)
+    check = cluster.add_parser("check", help="can every hardware target be scheduled on the cluster's nodes?")
+    check.add_argument("config", type=Path)
+    check.add_argument("--kubeconfig")
+    check.set_defaults(func=cmd_cluster_check)
     return parser
 
 
@@ -91,6 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"linas: {exc}", file=sys.stderr)
         return 2
+    except _user_errors() as exc:
+        print(f"linas: {exc}", file=sys.stderr)
+        return 1
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message is the whole story: print it, no traceback."""
+    from linas_lib.api.store import StoreError
+    from pipelines.cluster import PreflightError
+    from pipelines.submit import SubmitError
+
+    return (StoreError, PreflightError, SubmitError)
 
 
 if __name__ == "__main__":

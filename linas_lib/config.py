@@ -37,6 +37,20 @@ class SupernetConfig(_Strict):
     name: str = "elastic_cnn"
     checkpoint: str | None = Field(None, description="weights path or URI; built-ins train and cache when unset")
     params: dict[str, Any] = Field(default_factory=dict)
+    plugin_file: str | None = Field(None, description="a Python file that registers the plugin (runs only when named)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugin(cls, data: Any) -> Any:
+        # Before `name` is checked: the file is what registers the name.
+        if isinstance(data, dict) and data.get("plugin_file"):
+            from linas_lib.supernets import load_plugin_file
+
+            try:
+                load_plugin_file(str(data["plugin_file"]))
+            except FileNotFoundError as exc:
+                raise ValueError(str(exc)) from None
+        return data
 
     @field_validator("name")
     @classmethod
@@ -46,8 +60,36 @@ class SupernetConfig(_Strict):
         return _check_name("super-network", v, supernet_names())
 
 
-class TargetConfig(_Strict):
-    """A hardware target: where and how latency is measured."""
+class Toleration(_Strict):
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+
+
+class Resources(_Strict):
+    """Kubernetes requests and limits of one task's pod."""
+
+    cpu_request: str | None = Field(None, pattern=_QUANTITY)
+    cpu_limit: str | None = Field(None, pattern=_QUANTITY)
+    memory_request: str | None = Field(None, pattern=_QUANTITY)
+    memory_limit: str | None = Field(None, pattern=_QUANTITY)
+    gpu: int = Field(0, ge=0, le=16, description="nvidia.com/gpu count")
+
+
+class Placement(_Strict):
+    """Where a task's pod may run: node pool labels, taints it tolerates, resources."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class TargetConfig(Placement):
+    """A hardware target: how latency is measured, and on which node pool."""
 
     name: str = "cpu-ort"
     backend: str = "onnxruntime"
@@ -58,6 +100,9 @@ class TargetConfig(_Strict):
     warmup: int = Field(10, ge=0)
     min_repeats: int = Field(30, ge=3)
     min_time_s: float = Field(0.3, ge=0)
+    node_fingerprint: dict[str, str] = Field(
+        default_factory=dict, description="hardware labels of the matched nodes, filled in by the preflight"
+    )
 
     @field_validator("name")
     @classmethod
@@ -73,8 +118,48 @@ class TargetConfig(_Strict):
 
         return _check_name("latency backend", v, backend_names())
 
+    @model_validator(mode="after")
+    def _gpu_for_cuda(self) -> "TargetConfig":
+        if self.device == "cuda" and self.resources.gpu == 0:
+            raise ValueError(f"target {self.name!r}: device cuda needs resources.gpu >= 1")
+        return self
+
     def backend_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"name", "backend", "batch_size"})
+        return self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s"})
+
+    @property
+    def image_role(self) -> str:
+        if self.backend == "openvino":
+            return "openvino"
+        return "cuda" if self.device == "cuda" else "base"
+
+
+class AccuracyPlacement(Placement):
+    """Accuracy runs on GPU nodes, sharded over parallel pods."""
+
+    shards: int = Field(1, ge=1, le=64)
+    resources: Resources = Field(default_factory=lambda: Resources(gpu=1))
+
+
+class ClusterConfig(_Strict):
+    """Kubernetes-side settings of the compiled pipeline (ignored by kfp.local)."""
+
+    accuracy: AccuracyPlacement = Field(default_factory=AccuracyPlacement)
+    store_secret: str | None = Field(
+        "linas-minio", description="Secret with keys accesskey/secretkey, injected as AWS_* env; null: none"
+    )
+    s3_endpoint: str | None = Field(None, description="host:port of MinIO/S3, set as LINAS_S3_ENDPOINT")
+    s3_secure: bool = False
+    retries: int = Field(2, ge=0, le=10)
+    retry_backoff: str = Field("30s", pattern=r"^[0-9]+(s|m|h)$")
+    images: dict[Literal["base", "cuda", "openvino"], str] = Field(default_factory=dict)
+
+
+class EarlyStop(_Strict):
+    """Stop once the hypervolume gained less than `threshold` over the last `window` iterations."""
+
+    threshold: float = Field(0.0, ge=0, description="0 disables early stopping")
+    window: int = Field(2, ge=1)
 
 
 class PredictorSpec(_Strict):
@@ -151,6 +236,8 @@ class SearchConfig(_Strict):
     normalize_latency: bool = Field(
         False, description="latency as a ratio to the largest sub-network on the same target (paper, appendix E)"
     )
+    max_iterations: int | None = Field(None, ge=1, description="cap on iterations (a pipeline run parameter)")
+    early_stop: EarlyStop = Field(default_factory=EarlyStop)
 
     @field_validator("algorithm")
     @classmethod
@@ -179,14 +266,14 @@ class SearchConfig(_Strict):
         """How many sub-networks each iteration measures; the sum is `evaluations`."""
         if self.mode == "oneshot":
             samples = self.oneshot_samples or max(2, self.evaluations - self.population)
-            return [samples, self.evaluations - samples]
+            return [samples, self.evaluations - samples][: self.max_iterations]
         sizes, left, it = [], self.evaluations, 0
         while left > 0:
             n = min(self.step(it).population or self.population, left)
             sizes.append(n)
             left -= n
             it += 1
-        return sizes
+        return sizes[: self.max_iterations]
 
     @property
     def iterations(self) -> int:
@@ -217,6 +304,8 @@ class LinasConfig(_Strict):
     objectives: list[str] = Field(default_factory=lambda: ["accuracy", "latency"], min_length=1, max_length=4)
     targets: list[TargetConfig] = Field(default_factory=lambda: [TargetConfig()], min_length=1)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    store: str | None = Field(None, description="run location: a directory or s3://bucket/prefix (pipeline default)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "LinasConfig":

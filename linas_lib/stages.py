@@ -44,6 +44,38 @@ def _population(path: str) -> tuple[dict[str, Any], np.ndarray]:
     return doc, np.asarray(doc["encodings"], dtype=np.int64).reshape(len(doc["encodings"]), -1)
 
 
+def resolve_config(
+    config_json: str,
+    compiled_iterations: int,
+    seed: int,
+    max_iterations: int,
+    population: int,
+    inner_evaluations: int,
+    early_stop_threshold: float,
+    early_stop_window: int,
+) -> str:
+    """Apply a run's parameters (set in the Kubeflow UI) to the compiled config, validated.
+
+    Iterations beyond the compiled maximum do not exist in the graph, so asking for
+    more is an error rather than a silent cap.
+    """
+    config = _config(config_json)
+    if max_iterations > compiled_iterations:
+        raise ValueError(
+            f"max_iterations ({max_iterations}) exceeds the {compiled_iterations} iterations this pipeline "
+            "was compiled with; recompile with a larger search.evaluations"
+        )
+    resolved = config.with_overrides(**{
+        "seed": seed,
+        "search.population": population,
+        "search.inner.evaluations": inner_evaluations,
+        "search.max_iterations": min(max_iterations or compiled_iterations, compiled_iterations),
+        "search.early_stop.threshold": early_stop_threshold,
+        "search.early_stop.window": early_stop_window,
+    })
+    return resolved.to_json()
+
+
 def sample(config_json: str, population_path: str) -> int:
     config = _config(config_json)
     space = _space(config)
@@ -58,12 +90,25 @@ def _supernet(config: LinasConfig, checkpoint: str):
     return load_supernet(config.supernet, checkpoint or None, progress=False)
 
 
-def evaluate_accuracy(config_json: str, checkpoint: str, population_path: str, output_path: str) -> None:
+def evaluate_accuracy(
+    config_json: str, checkpoint: str, population_path: str, output_path: str, shard: int = 0, shards: int = 1
+) -> int:
+    """Score shard `shard` of `shards` (every shards-th sub-network), so K pods split a population."""
     from linas_lib.objectives import measure_quality
 
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is outside 0..{shards - 1}")
     config = _config(config_json)
     _, X = _population(population_path)
-    _write_json(output_path, measure_quality(_supernet(config, checkpoint), X))
+    rows = measure_quality(_supernet(config, checkpoint), X[shard::shards]) if len(X[shard::shards]) else []
+    _write_json(output_path, rows)
+    return len(rows)
+
+
+def gather_accuracy(shard_paths: list[str], output_path: str) -> int:
+    rows = [row for path in shard_paths for row in _read_json(path)]
+    _write_json(output_path, rows)
+    return len(rows)
 
 
 def measure_latency(config_json: str, checkpoint: str, target_name: str, population_path: str, output_path: str) -> None:
@@ -87,8 +132,9 @@ def train_predictors(
     history_path: str | None,
     measurements_path: str,
     predictors_path: str,
-) -> int:
-    """Record this iteration's measurements, then fit one predictor per objective."""
+) -> bool:
+    """Record this iteration's measurements, fit one predictor per objective, and
+    say whether the search goes on (budget left and no early stop)."""
     config = _config(config_json)
     space = _space(config)
     doc, _ = _population(population_path)
@@ -108,7 +154,10 @@ def train_predictors(
     run.save_population(doc)
     run.save_measurements(frame)
     run.save_predictors(doc["iteration"], predictors)
-    return len(frame)
+    go_on, reason = core.should_continue(config, frame, doc["iteration"])
+    if reason:
+        print(f"iteration {doc['iteration']}: {reason}")
+    return go_on
 
 
 def run_moea(config_json: str, iteration: int, measurements_path: str, predictors_path: str, population_path: str) -> None:
@@ -122,14 +171,21 @@ def run_moea(config_json: str, iteration: int, measurements_path: str, predictor
     _write_json(population_path, population_doc(space, iteration, X, F, config.resolved_objectives()))
 
 
-def report(config_json: str, store_uri: str, measurements_path: str, html_path: str, markdown_path: str) -> dict[str, float]:
-    """Write the reports into the store and as artifacts; return the run's metrics."""
+def report(
+    config_json: str, store_uri: str, measurements_path: str | None, html_path: str, markdown_path: str
+) -> dict[str, float]:
+    """Write the reports into the store and as artifacts; return the run's metrics.
+
+    Without `measurements_path` the run's own measurement table in the store is used.
+    """
     from linas_lib.report import write_reports
 
     config = _config(config_json)
-    frame = pd.read_parquet(measurements_path)
-    summary = core.summarize(config, frame)
     run = RunStore(store_uri)
+    frame = pd.read_parquet(measurements_path) if measurements_path else run.load_measurements()
+    if frame.empty:
+        raise ValueError(f"{run.uri} holds no measurements: the search failed before its first iteration was recorded")
+    summary = core.summarize(config, frame)
     run.save_results(summary)
     html_text, md_text = write_reports(run, summary, frame)
     for path, text in ((html_path, html_text), (markdown_path, md_text)):

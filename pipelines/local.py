@@ -15,5 +15,5 @@ def run_local(config: LinasConfig, out_dir: str, checkpoint: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True)
     pipeline = build_pipeline(config)
-    pipeline(config_json=config.to_json(), checkpoint=checkpoint, store_uri=str(out))
+    pipeline(checkpoint=checkpoint, store_uri=str(out))
     return out

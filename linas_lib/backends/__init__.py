@@ -9,7 +9,7 @@ backend_registry: Registry = Registry("latency backend")
 
 
 def _load_builtins() -> None:
-    from linas_lib.backends import onnxruntime_backend  # noqa: F401
+    from linas_lib.backends import lut, onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401
 
 
 def build_backend(name: str, **target: Any):

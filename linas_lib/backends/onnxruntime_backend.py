@@ -1,44 +1,39 @@
-"""ONNX Runtime latency on CPU: export once, pin threads, time the session."""
+"""ONNX Runtime latency on CPU or CUDA: export once, pin threads, time the session."""
 from __future__ import annotations
 
-import io
-import warnings
+import time
 
 import numpy as np
 
 from linas_lib.backends import backend_registry
-from linas_lib.backends.timing import LatencyResult, host_fingerprint, time_calls
+from linas_lib.backends.base import Backend, Prepared, chunked_runner
+from linas_lib.backends.export import export_onnx, input_names
+from linas_lib.backends.timing import fingerprint, to_numpy
 
-
-def export_onnx(module, example_inputs) -> bytes:
-    import torch
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but 20x faster to run
-        torch.onnx.export(module.eval(), example_inputs, buf, dynamo=False, input_names=["input"], opset_version=17)
-    return buf.getvalue()
+__all__ = ["OnnxRuntimeBackend", "export_onnx"]
 
 
 @backend_registry.register("onnxruntime")
-class OnnxRuntimeBackend:
-    def __init__(
-        self,
-        device: str = "cpu",
-        precision: str = "fp32",
-        threads: int = 1,
-        warmup: int = 10,
-        min_repeats: int = 30,
-        min_time_s: float = 0.3,
-        **_: object,
-    ):
-        if device != "cpu":
-            raise ValueError(f"onnxruntime backend: device {device!r} is not supported here; allowed: cpu")
-        if precision != "fp32":
-            raise ValueError(f"onnxruntime backend: precision {precision!r} is not supported; allowed: fp32")
-        self.threads, self.warmup, self.min_repeats, self.min_time_s = threads, warmup, min_repeats, min_time_s
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    devices = ("cpu", "cuda")
+    precisions = ("fp32",)
+    precision_hint = "INT8 is measured with the openvino backend"
 
-    def measure(self, module, example_inputs) -> LatencyResult:
+    def __init__(self, device: str = "cpu", **params):
+        super().__init__(device=device, **params)
+        import onnxruntime as ort
+
+        if self.device == "cuda":
+            available = ort.get_available_providers()
+            if "CUDAExecutionProvider" not in available:
+                raise RuntimeError(
+                    "onnxruntime backend: device 'cuda' needs the CUDAExecutionProvider, which this onnxruntime "
+                    f"build ({ort.__version__}) lacks (available: {', '.join(available)}); install onnxruntime-gpu "
+                    "built for the machine's CUDA, or measure on device 'cpu'"
+                )
+
+    def _session(self, onnx_bytes: bytes):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -46,16 +41,40 @@ class OnnxRuntimeBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(export_onnx(module, example_inputs), options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: np.ascontiguousarray(example_inputs[0].numpy())}
-        result = time_calls(lambda: session.run(None, feed), self.warmup, self.min_repeats, self.min_time_s)
-        fingerprint = {
-            **host_fingerprint(),
-            "backend": "onnxruntime",
-            "backend_version": ort.__version__,
-            "device": "cpu",
-            "precision": "fp32",
-            "batch_size": int(example_inputs[0].shape[0]),
-            "threads": self.threads,
-        }
-        return LatencyResult(result.median_ms, result.cv, result.p90_ms, result.repeats, fingerprint)
+        options.log_severity_level = 3
+        if self.device == "cuda":
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        session = ort.InferenceSession(onnx_bytes, options, providers=providers)
+        if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+            raise RuntimeError(
+                "onnxruntime backend: the CUDAExecutionProvider could not be initialised (no usable GPU or "
+                f"CUDA/cuDNN libraries); the session fell back to {session.get_providers()}"
+            )
+        return session
+
+    def _prepare(self, module, example_inputs, calibration) -> Prepared:
+        import onnxruntime as ort
+
+        t0 = time.perf_counter()
+        onnx_bytes = export_onnx(module, example_inputs)
+        t1 = time.perf_counter()
+        session = self._session(onnx_bytes)
+        t2 = time.perf_counter()
+        arrays = [to_numpy(x) for x in example_inputs]
+        names = [i.name for i in session.get_inputs()]
+        assert names == input_names(example_inputs)[: len(names)], names
+        feed = dict(zip(names, arrays))
+        output = session.get_outputs()[0].name
+
+        def static_call(chunk):
+            return session.run([output], dict(zip(names, chunk)))[0]
+
+        runner = chunked_runner(static_call, [a.shape for a in arrays], [a.dtype for a in arrays])
+        fp = fingerprint(
+            "onnxruntime", ort.__version__, self.device, self.precision, arrays[0].shape[0], self.threads,
+            providers=session.get_providers(),
+        )
+        return Prepared(lambda: session.run(None, feed), runner, fp, {"export_s": t1 - t0, "compile_s": t2 - t1},
+                        artifact=session)

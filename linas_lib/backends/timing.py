@@ -1,14 +1,25 @@
-"""Shared timing discipline: warm up, then repeat until both a count and a time are met."""
+"""Shared timing discipline: warm up, then repeat until both a count and a time are met.
+
+Also the pieces every backend shares: the hardware fingerprint recorded with each
+measurement, validation of the target's settings, and torch-to-numpy input handling.
+"""
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+#: keys every measurement's fingerprint carries (the LUT estimator's describe the table's source)
+FINGERPRINT_KEYS = (
+    "cpu_model", "cpu_count", "machine", "accelerator", "backend", "backend_version",
+    "device", "precision", "batch_size", "threads",
+)
 
 
 @dataclass(frozen=True)
@@ -54,3 +65,87 @@ def cpu_model() -> str:
 
 def host_fingerprint() -> dict:
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count() or 0, "machine": platform.machine()}
+
+
+@lru_cache(maxsize=4)
+def gpu_name(index: int = 0) -> str:
+    """The CUDA device's name, from torch when it sees one, else from nvidia-smi; "" when none."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return str(torch.cuda.get_device_name(index))
+    except Exception:  # torch missing or broken CUDA install: fall through to nvidia-smi
+        pass
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+        names = [n.strip() for n in out.stdout.splitlines() if n.strip()]
+        return names[index] if out.returncode == 0 and len(names) > index else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def fingerprint(
+    backend: str, backend_version: str, device: str, precision: str, batch_size: int, threads: int, **extra: Any
+) -> dict:
+    """Where and how a latency was measured: host, accelerator, backend and its settings."""
+    return {
+        **host_fingerprint(),
+        "accelerator": (gpu_name() or "cuda (unknown)") if device == "cuda" else "none",
+        "backend": backend,
+        "backend_version": backend_version,
+        "device": device,
+        "precision": precision,
+        "batch_size": int(batch_size),
+        "threads": int(threads),
+        **extra,
+    }
+
+
+def check_choice(backend: str, field_name: str, value: str, allowed: Sequence[str], hint: str = "") -> str:
+    if value not in allowed:
+        raise ValueError(
+            f"{backend} backend: {field_name} {value!r} is not supported; allowed: {', '.join(allowed)}"
+            + (f" ({hint})" if hint else "")
+        )
+    return value
+
+
+def check_timing(backend: str, threads: int, warmup: int, min_repeats: int, min_time_s: float) -> None:
+    if int(threads) < 1:
+        raise ValueError(f"{backend} backend: threads must be >= 1, got {threads}")
+    if int(warmup) < 0 or int(min_repeats) < 1 or float(min_time_s) < 0:
+        raise ValueError(
+            f"{backend} backend: need warmup >= 0, min_repeats >= 1, min_time_s >= 0; "
+            f"got {warmup}, {min_repeats}, {min_time_s}"
+        )
+
+
+def as_tuple(example_inputs: Any) -> tuple:
+    return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+
+
+def to_numpy(value: Any, dtype: Any = None) -> np.ndarray:
+    """A contiguous numpy array from a torch tensor or array-like (optionally cast)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return np.ascontiguousarray(arr)
+
+
+def batch_size_of(example_inputs: Any) -> int:
+    return int(as_tuple(example_inputs)[0].shape[0])
+
+
+def calibration_arrays(calibration: Iterable[Any] | None, backend: str) -> list[tuple[np.ndarray, ...]]:
+    """Calibration batches (tuples of tensors/arrays, or bare tensors) as tuples of numpy arrays."""
+    if calibration is None:
+        return []
+    batches = [tuple(to_numpy(v) for v in as_tuple(item)) for item in calibration]
+    if any(len(b) == 0 for b in batches):
+        raise ValueError(f"{backend} backend: calibration batches must hold at least one input each")
+    return batches

@@ -34,7 +34,7 @@ def measure_latency(supernet, encodings: np.ndarray, target, normalize: bool = F
                              f"latency_p90@{target.name}": result.p90_ms}
             if reference:
                 row["values"][f"latency_norm@{target.name}"] = result.median_ms / reference
-            row["fingerprint"] = result.fingerprint
+            row["fingerprint"] = {**result.fingerprint, **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}
         except Exception as exc:
             row["error"] = f"latency@{target.name}: {exc!r}"
         rows.append(row)

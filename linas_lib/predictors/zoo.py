@@ -1,29 +1,40 @@
-"""The built-in predictors: ridge and RBF-kernel SVR on active-gene one-hot features."""
+"""The built-in predictors, registered by name: ridge, svr_rbf, svr_linear, stacked.
+
+Each factory takes the search space plus keyword hyperparameters and returns an
+unfitted scikit-learn estimator (see `linas_lib.predictors.estimators`).
+"""
 from __future__ import annotations
 
-import numpy as np
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVR
-
 from linas_lib.predictors import predictor_registry
-from linas_lib.predictors.features import ActiveOneHot
+from linas_lib.predictors.estimators import (
+    RIDGE_ALPHAS,
+    RidgePredictor,
+    StackedPredictor,
+    SVRPredictor,
+)
 
-# RidgeCV's efficient leave-one-out picks alpha for the price of one fit.
-RIDGE_ALPHAS = tuple(np.logspace(-3, 3, 13))
+__all__ = ["RIDGE_ALPHAS", "ridge", "svr_rbf", "svr_linear", "stacked"]
 
 
 @predictor_registry.register("ridge")
-def ridge(space, alphas=RIDGE_ALPHAS) -> Pipeline:
-    return Pipeline([("features", ActiveOneHot(space)), ("ridge", RidgeCV(alphas=alphas))])
+def ridge(space, **params) -> RidgePredictor:
+    """Ridge regression; alpha chosen by leave-one-out (RidgeCV)."""
+    return RidgePredictor(space, **params)
 
 
 @predictor_registry.register("svr_rbf")
-def svr_rbf(space, C: float = 10.0, epsilon: float = 0.05, gamma: str | float = "scale") -> Pipeline:
-    # Standardized targets let one C/epsilon serve accuracy (~0.8) and latency (~ms).
-    regressor = TransformedTargetRegressor(
-        regressor=SVR(kernel="rbf", C=C, epsilon=epsilon, gamma=gamma), transformer=StandardScaler()
-    )
-    return Pipeline([("features", ActiveOneHot(space)), ("svr", regressor)])
+def svr_rbf(space, **params) -> SVRPredictor:
+    """epsilon-SVR with an RBF kernel; C, epsilon and gamma 'auto' by default."""
+    return SVRPredictor(space, kernel="rbf", **params)
+
+
+@predictor_registry.register("svr_linear")
+def svr_linear(space, **params) -> SVRPredictor:
+    """epsilon-SVR with a linear kernel; C and epsilon 'auto' by default."""
+    return SVRPredictor(space, kernel="linear", **params)
+
+
+@predictor_registry.register("stacked")
+def stacked(space, **params) -> StackedPredictor:
+    """A final ridge over out-of-fold ridge and RBF-SVR predictions."""
+    return StackedPredictor(space, **params)

@@ -133,6 +133,18 @@ def next_population(config, space, frame: pd.DataFrame, predictors, iteration: i
     return population, predict(predictors, objectives, population)
 
 
+def should_continue(config, frame: pd.DataFrame, iteration: int) -> tuple[bool, str]:
+    """After measuring `iteration`: is there a next one? Budget first, then early stop."""
+    if iteration + 1 >= config.search.iterations:
+        return False, "evaluation budget spent"
+    stop = config.search.early_stop
+    hv = hypervolume_history(config, frame)
+    if stop.threshold > 0 and len(hv) > stop.window and hv[-1] - hv[-1 - stop.window] < stop.threshold:
+        return False, f"early stop: hypervolume gained {hv[-1] - hv[-1 - stop.window]:.4g} < {stop.threshold} " \
+                      f"over the last {stop.window} iterations"
+    return True, ""
+
+
 # ---- analytics derived from the measurement table ----------------------------
 def normalization(config, frame: pd.DataFrame) -> Normalization:
     """Fixed per run: from the first iteration's successful measurements."""

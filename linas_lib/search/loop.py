@@ -42,6 +42,12 @@ def run_linas(config, space, measure: MeasureFn, run: RunStore | None = None, pr
         bar.set_postfix(evaluations=len(frame), hv=f"{hv[-1]:.4f}" if hv else "n/a")
         if progress:
             tqdm.write(f"iteration {iteration}: {len(frame)} measured, hypervolume {hv[-1]:.4f}")
+        go_on, reason = core.should_continue(config, frame, iteration)
+        if not go_on:
+            if progress and reason.startswith("early"):
+                tqdm.write(reason)
+            break
+    bar.close()
     summary = core.summarize(config, frame)
     if run:
         run.save_results(summary)

@@ -10,10 +10,57 @@ supernet_registry: Registry = Registry("super-network")
 
 def _load_builtins() -> None:
     from linas_lib.supernets import elastic_cnn  # noqa: F401
+    from linas_lib.supernets import ofa  # noqa: F401  (ofa_mbv3, ofa_resnet50)
+
+
+ENTRY_POINT_GROUP = "linas.supernets"
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    """Import installed plugins (entry-point group `linas.supernets`) once."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        plugin = ep.load()
+        if ep.name not in supernet_registry and isinstance(plugin, type):
+            supernet_registry.register(ep.name)(plugin)
+
+
+_loaded_files: dict[str, Any] = {}
+
+
+def load_plugin_file(path: str) -> None:
+    """Execute a plugin file the user named in the config; it registers its plugins."""
+    import importlib.util
+    from pathlib import Path
+
+    resolved = str(Path(path).expanduser().resolve())
+    if resolved in _loaded_files:
+        return
+    if not Path(resolved).is_file():
+        raise FileNotFoundError(f"supernet.plugin_file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"linas_plugin_{len(_loaded_files)}", resolved)
+    module = importlib.util.module_from_spec(spec)
+    _loaded_files[resolved] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del _loaded_files[resolved]
+        raise
+
+
+def _load_all() -> None:
+    _load_builtins()
+    _load_entry_points()
 
 
 def supernet_class(name: str):
-    _load_builtins()
+    _load_all()
     return supernet_registry.get(name)
 
 
@@ -22,7 +69,7 @@ def build_supernet(name: str, **params: Any):
 
 
 def supernet_names() -> list[str]:
-    _load_builtins()
+    _load_all()
     return supernet_registry.names()
 
 
@@ -37,13 +84,22 @@ def cache_dir() -> str:
     return os.environ.get("LINAS_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "linas"))
 
 
+def _build_from_config(supernet_config, progress: bool):
+    import inspect
+
+    cls = supernet_class(supernet_config.name)
+    params = dict(supernet_config.params)
+    if "progress" in inspect.signature(cls).parameters:  # plugins need not support it
+        params.setdefault("progress", progress)
+    return cls(**params)
+
+
 def prepare_checkpoint(supernet_config, progress: bool = True) -> str:
     """The checkpoint to use: the configured one, or the cached (trained once) built-in."""
-    supernet = build_supernet(supernet_config.name, **{"progress": progress, **supernet_config.params})
-    return supernet.prepare(supernet_config.checkpoint, cache_dir())
+    return _build_from_config(supernet_config, progress).prepare(supernet_config.checkpoint, cache_dir())
 
 
 def load_supernet(supernet_config, checkpoint: str | None = None, progress: bool = True):
-    supernet = build_supernet(supernet_config.name, **{"progress": progress, **supernet_config.params})
+    supernet = _build_from_config(supernet_config, progress)
     supernet.load(checkpoint or supernet.prepare(supernet_config.checkpoint, cache_dir()))
     return supernet

@@ -1,0 +1,1 @@
+"""Offline analyses of a run's measurement table (predictor quality, ...)."""

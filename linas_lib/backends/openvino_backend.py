@@ -1,0 +1,163 @@
+"""OpenVINO latency on CPU, FP32 or INT8 (NNCF post-training quantization).
+
+FP32 is requested explicitly (INFERENCE_PRECISION_HINT=f32): on CPUs with bf16
+support OpenVINO would otherwise silently run bf16. The model is converted with a
+free batch axis; INT8 quantizes that model with single-sample calibration inputs,
+then a copy is reshaped to the example batch and compiled for timing. Its runner
+runs that same compiled model on any batch (chunks, zero-padded).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+
+import numpy as np
+
+from linas_lib.backends import backend_registry
+from linas_lib.backends.base import Backend, Prepared, chunked_runner
+from linas_lib.backends.export import export_onnx
+from linas_lib.backends.timing import fingerprint, to_numpy
+
+
+def _type_name(value) -> str:
+    """'f32' for an OpenVINO element type (or its string form)."""
+    name = getattr(value, "get_type_name", None)
+    return str(name() if callable(name) else value)
+
+
+_COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
+
+
+def runtime_layer_precisions(compiled) -> dict:
+    """How many compute layers (conv, fully connected, matmul) the CPU plugin runs in int8, of how many."""
+    counts = {"compute_layers": 0, "int8_layers": 0}
+    try:
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) in _COMPUTE_LAYERS:
+                counts["compute_layers"] += 1
+                counts["int8_layers"] += info["runtimePrecision"].astype(str) in ("i8", "u8")
+    except Exception:  # the runtime-model introspection API is best effort
+        return {}
+    return counts
+
+
+@backend_registry.register("openvino")
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    devices = ("cpu",)
+    precisions = ("fp32", "int8")
+    device_hint = "OpenVINO has no CUDA device; measure NVIDIA GPUs with the torch or onnxruntime backend"
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        convert: str = "onnx",
+        calibration_samples: int = 16,
+        fast_bias_correction: bool = True,
+        **params,
+    ):
+        super().__init__(device=device, **params)
+        if convert not in ("onnx", "torch"):
+            raise ValueError(f"openvino backend: convert {convert!r} is not supported; allowed: onnx, torch")
+        if int(calibration_samples) < 1:
+            raise ValueError(f"openvino backend: calibration_samples must be >= 1, got {calibration_samples}")
+        self.convert, self.calibration_samples = convert, int(calibration_samples)
+        self.fast_bias_correction = bool(fast_bias_correction)
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise RuntimeError(
+                f"openvino backend: the openvino package is not installed ({exc}); "
+                "pip install -c constraints.txt openvino nncf"
+            ) from None
+        if self.precision == "int8":
+            try:
+                import nncf  # noqa: F401
+            except ImportError as exc:
+                raise RuntimeError(
+                    f"openvino backend: precision 'int8' needs nncf ({exc}); pip install -c constraints.txt nncf"
+                ) from None
+        self._core = ov.Core()
+
+    @property
+    def compile_config(self) -> dict:
+        return {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": self.threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+
+    # ---- model preparation ---------------------------------------------------
+    def _to_openvino(self, module, example_inputs):
+        """An ov.Model with a free batch axis on every input."""
+        import openvino as ov
+
+        if self.convert == "onnx":
+            model = self._core.read_model(export_onnx(module, example_inputs, dynamic_batch=True))
+        else:
+            model = ov.convert_model(module.eval(), example_input=example_inputs[0] if len(example_inputs) == 1
+                                     else tuple(example_inputs))
+        model.reshape({port: ov.PartialShape([-1, *x.shape[1:]]) for port, x in zip(model.inputs, example_inputs)})
+        return model
+
+    def _quantize(self, model, calibration: list[tuple[np.ndarray, ...]]):
+        import nncf
+
+        samples = [
+            tuple(np.ascontiguousarray(a[j : j + 1], dtype=np.float32) if a.dtype.kind == "f" else a[j : j + 1]
+                  for a in batch)
+            for batch in calibration for j in range(batch[0].shape[0])
+        ][: self.calibration_samples]
+        dataset = nncf.Dataset(samples, lambda s: s[0] if len(s) == 1 else list(s))
+        logger = logging.getLogger("nncf")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:  # NNCF draws progress bars on stdout; keep measurements' logs clean
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                return nncf.quantize(
+                    model, dataset, subset_size=len(samples), fast_bias_correction=self.fast_bias_correction,
+                    target_device=nncf.TargetDevice.CPU,
+                ), len(samples)
+        finally:
+            logger.setLevel(level)
+
+    def _prepare(self, module, example_inputs, calibration) -> Prepared:
+        import openvino as ov
+
+        arrays = [to_numpy(x) for x in example_inputs]
+        t0 = time.perf_counter()
+        model = self._to_openvino(module, example_inputs)
+        t1 = time.perf_counter()
+        extra: dict = {"convert": self.convert}
+        if self.precision == "int8":
+            import nncf
+
+            model, used = self._quantize(model, calibration)
+            extra.update(nncf_version=nncf.__version__, calibration_samples=used)
+        t2 = time.perf_counter()
+        static = model.clone()
+        static.reshape({port: ov.PartialShape(list(a.shape)) for port, a in zip(static.inputs, arrays)})
+        compiled = self._core.compile_model(static, "CPU", self.compile_config)
+        t3 = time.perf_counter()
+        actual = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if actual != "f32":
+            raise RuntimeError(f"openvino backend: asked for f32 inference precision but the CPU plugin chose {actual}")
+        request = compiled.create_infer_request()
+        for i, a in enumerate(arrays):
+            request.set_input_tensor(i, ov.Tensor(a, shared_memory=False))
+        runner_request = compiled.create_infer_request()
+
+        def static_call(chunk):
+            return runner_request.infer(list(chunk))[compiled.output(0)].copy()
+
+        runner = chunked_runner(static_call, [a.shape for a in arrays], [a.dtype for a in arrays])
+        fp = fingerprint(
+            "openvino", ov.__version__, self.device, self.precision, arrays[0].shape[0], self.threads,
+            inference_precision=actual, **runtime_layer_precisions(compiled), **extra,
+        )
+        timings = {"export_s": t1 - t0, "quantize_s": t2 - t1, "compile_s": t3 - t2}
+        return Prepared(request.infer, runner, fp, timings, artifact=compiled)

@@ -1,0 +1,395 @@
+"""The predictor estimators: ridge, epsilon-SVR (RBF or linear kernel) and their stack.
+
+All are scikit-learn regressors over encodings (n, n_var) of one search space:
+`__init__` only stores parameters, `fit` returns self, learned state ends in '_',
+`predict` takes the whole batch, and `sklearn.base.clone` works.
+
+They share three choices that make hyperparameters cheap to choose well:
+
+* features are ActiveOneHot rows, so two encodings of one network look alike;
+* targets are standardized inside `fit` (and predictions mapped back), so one
+  set of C / epsilon / alpha candidates serves accuracy (~0.8) and latency (ms);
+* SVR works on a kernel matrix computed once per fit (`kernel='precomputed'` in
+  libsvm). Every candidate setting and every cross-validation fold is a slice of
+  it, so selection costs solver time only.
+
+SVR hyperparameters, when left at 'auto':
+
+* epsilon follows Cherkassky & Ma (2004): 3 sigma sqrt(ln n / n), with the noise
+  level sigma estimated by ridge regression's leave-one-out error (free with
+  RidgeCV), in standardized units;
+* C (and, for the RBF kernel, the width) comes from a small candidate list scored
+  on held-out folds. With a unit-diagonal kernel and standardized targets,
+  Cherkassky & Ma's C = max|mean(y) +- 3 std(y)| is 3; the candidates span it.
+  Candidate fits use a looser solver tolerance than the final fit.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold
+from sklearn.svm import SVR
+from sklearn.utils.validation import check_is_fitted
+
+from linas_lib.predictors.features import ActiveOneHot
+from linas_lib.predictors.kernels import rbf_from_sq_distances, scale_gamma, sq_distances, sq_norms
+
+# RidgeCV's efficient leave-one-out picks alpha for the price of one fit.
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+
+# (multiple of gamma='scale', C) tried for the RBF kernel when both are 'auto':
+# from the local kernel that suits noisy targets to the smooth, nearly additive one
+# that suits latency / MACs. A smoother kernel needs a larger C to express the same
+# function, hence the pairing (and the bounded solver time).
+RBF_CANDIDATES = ((1.0, 3.0), (0.3, 3.0), (0.1, 10.0))
+RBF_GAMMA_FACTORS = tuple(g for g, _ in RBF_CANDIDATES)
+C_CANDIDATES = (1.0, 3.0, 10.0)          # RBF with a fixed gamma
+LINEAR_C_CANDIDATES = (0.3, 1.0, 3.0)    # linear kernel, normalized to unit mean diagonal
+
+MIN_SELECTION_SAMPLES = 20  # fewer: no held-out selection, the middle candidate is used
+PREDICT_CHUNK = 4096        # rows per kernel block in predict
+
+
+_THREADPOOLS = None
+
+
+def single_threaded(method: Callable) -> Callable:
+    """Run with one BLAS thread: these matrices are small, and extra threads only
+    contend with libsvm and with other processes (e.g. parallel evaluation trials)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        global _THREADPOOLS
+        if _THREADPOOLS is None:
+            from threadpoolctl import ThreadpoolController
+
+            _THREADPOOLS = ThreadpoolController()
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+def _check_auto(name: str, value: Any) -> None:
+    if isinstance(value, str) and value != "auto":
+        raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}")
+    if not isinstance(value, str) and not (float(value) > 0):
+        raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}")
+
+
+class EncodingRegressor(RegressorMixin, BaseEstimator):
+    """Shared plumbing: encodings -> ActiveOneHot features, standardized targets."""
+
+    space: Any
+
+    def _prepare(self, X, y) -> tuple[np.ndarray, np.ndarray]:
+        if self.space is None:
+            raise ValueError(f"{type(self).__name__} needs the search space: pass space=...")
+        self.features_ = ActiveOneHot(self.space).fit(None)
+        F = self.features_.transform(X)
+        self.n_features_in_ = int(self.space.n_var)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(y) != len(F):
+            raise ValueError(f"X has {len(F)} encodings but y has {len(y)} values")
+        if len(y) < 2:
+            raise ValueError(f"a predictor needs at least 2 training records, got {len(y)}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinite values; train on successful measurements only")
+        self.y_mean_ = float(y.mean())
+        std = float(y.std())
+        self.y_scale_ = std if std > 1e-12 * max(1.0, abs(self.y_mean_)) else 1.0
+        return F, (y - self.y_mean_) / self.y_scale_
+
+    def _adopt(self, parent: "EncodingRegressor") -> None:
+        """Share a parent's features; the parent hands over standardized targets."""
+        self.features_ = parent.features_
+        self.n_features_in_ = parent.n_features_in_
+        self.y_mean_, self.y_scale_ = 0.0, 1.0
+
+    def _transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "features_")
+        return self.features_.transform(X)
+
+    @single_threaded
+    def predict(self, X) -> np.ndarray:
+        return self._predict_z(self._transform(X)) * self.y_scale_ + self.y_mean_
+
+    def _predict_z(self, F: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# ---- ridge -------------------------------------------------------------------
+def _ridge_cv(F: np.ndarray, z: np.ndarray, alphas) -> tuple[RidgeCV, float]:
+    """RidgeCV with its leave-one-out mean squared error at the chosen alpha."""
+    model = RidgeCV(alphas=alphas, store_cv_results=True).fit(F, z)
+    loo = np.asarray(model.cv_results_, dtype=np.float64).reshape(len(z), -1).mean(axis=0)
+    return model, float(np.nanmin(loo)) if np.isfinite(loo).any() else float("nan")
+
+
+def _ridge_solve(F: np.ndarray, z: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """Ridge with an unpenalized intercept at a fixed alpha (the normal equations; p is small)."""
+    f_mean, z_mean = F.mean(axis=0), z.mean()
+    Fc = F - f_mean
+    A = Fc.T @ Fc
+    A[np.diag_indices_from(A)] += alpha
+    coef = np.linalg.solve(A, Fc.T @ (z - z_mean))
+    return coef, float(z_mean - f_mean @ coef)
+
+
+class RidgePredictor(EncodingRegressor):
+    """Ridge regression on active one-hot features; alpha by efficient leave-one-out."""
+
+    def __init__(self, space=None, alphas=RIDGE_ALPHAS):
+        self.space = space
+        self.alphas = alphas
+
+    @single_threaded
+    def fit(self, X, y):
+        F, z = self._prepare(X, y)
+        self._fit_arrays(F, z)
+        return self
+
+    def _fit_arrays(self, F: np.ndarray, z: np.ndarray) -> "RidgePredictor":
+        model, loo_mse = _ridge_cv(F, z, self.alphas)
+        self.alpha_ = float(model.alpha_)
+        self.coef_ = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
+        self.intercept_ = float(model.intercept_)
+        self.loo_mse_ = loo_mse  # standardized units: 1 is no better than the mean
+        return self
+
+    def _predict_z(self, F: np.ndarray) -> np.ndarray:
+        return F @ self.coef_ + self.intercept_
+
+
+# ---- SVR -----------------------------------------------------------------------
+def cherkassky_ma_epsilon(noise_std: float, n: int) -> float:
+    """epsilon = 3 sigma sqrt(ln n / n) (Cherkassky & Ma, Neural Networks 17, 2004)."""
+    if not math.isfinite(noise_std) or n < 2:
+        return 0.1
+    return float(np.clip(3.0 * noise_std * math.sqrt(math.log(n) / n), 1e-3, 1.0))
+
+
+def _fit_svr(K: np.ndarray, z: np.ndarray, C: float, epsilon: float, tol: float) -> SVR:
+    return SVR(kernel="precomputed", C=C, epsilon=epsilon, tol=tol, cache_size=500).fit(K, z)
+
+
+def _svr_decision(K_rows_by_train: np.ndarray, model: SVR) -> np.ndarray:
+    """Predictions from a kernel block (rows, training samples) of a precomputed-kernel SVR."""
+    return K_rows_by_train[:, model.support_] @ model.dual_coef_[0] + model.intercept_[0]
+
+
+SELECTION_FOLDS = 5
+
+
+def _folds(n: int, n_splits: int, random_state) -> list[tuple[np.ndarray, np.ndarray]]:
+    return list(KFold(n_splits=min(n_splits, n), shuffle=True, random_state=random_state).split(np.arange(n)))
+
+
+def _selection_folds(n: int, random_state) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Held-out folds for choosing hyperparameters: more of them when n is small.
+
+    The first folds of a shuffled 5-fold split (the same split StackedPredictor uses,
+    so it can reuse these fits): all 5 at n <= 250, 2 up to 500, one (a fifth of the
+    data held out) above. Solver time grows like n^2, so selection stays a small
+    multiple of one fit.
+    """
+    n_use = 5 if n <= 250 else 2 if n <= 500 else 1
+    return _folds(n, SELECTION_FOLDS, random_state)[:n_use]
+
+
+class SVRPredictor(EncodingRegressor):
+    """epsilon-SVR with an RBF or linear kernel on active one-hot features.
+
+    C, epsilon and gamma accept 'auto' (see the module docstring) or a number.
+    epsilon is in standardized target units; gamma='scale' is scikit-learn's rule
+    and gamma (RBF only) multiplies nothing else. The linear kernel is normalized to
+    unit mean diagonal, so its C is on the same footing as the RBF kernel's.
+    """
+
+    def __init__(self, space=None, kernel: str = "rbf", C="auto", epsilon="auto", gamma="auto",
+                 tol: float = 2e-2, selection_tol: float = 1e-1, random_state=0):
+        self.space = space
+        self.kernel = kernel
+        self.C = C
+        self.epsilon = epsilon
+        self.gamma = gamma
+        self.tol = tol
+        self.selection_tol = selection_tol
+        self.random_state = random_state
+
+    @single_threaded
+    def fit(self, X, y):
+        F, z = self._prepare(X, y)
+        self._fit_arrays(F, z)
+        return self
+
+    # -- internals shared with StackedPredictor --------------------------------
+    def _check_params(self) -> None:
+        if self.kernel not in ("rbf", "linear"):
+            raise ValueError(f"kernel must be 'rbf' or 'linear', got {self.kernel!r}")
+        _check_auto("C", self.C)
+        _check_auto("epsilon", self.epsilon)
+        if self.kernel == "rbf" and self.gamma != "scale":
+            _check_auto("gamma", self.gamma)
+
+    def _base_matrix(self, F: np.ndarray) -> np.ndarray:
+        """Squared distances (RBF) or the normalized Gram matrix (linear) of the rows."""
+        if self.kernel == "rbf":
+            return sq_distances(F, F)
+        G = F @ F.T
+        self.kernel_scale_ = 1.0 / max(float(np.mean(np.diag(G))), 1e-12)
+        G *= self.kernel_scale_
+        return G
+
+    def _kernel(self, base: np.ndarray, gamma: float | None) -> np.ndarray:
+        return rbf_from_sq_distances(base, gamma) if self.kernel == "rbf" else base
+
+    def _candidates(self, F: np.ndarray) -> list[tuple[float | None, float]]:
+        if self.kernel == "linear":
+            Cs = LINEAR_C_CANDIDATES if self.C == "auto" else (float(self.C),)
+            return [(None, C) for C in Cs]
+        g_scale = scale_gamma(F)
+        if self.gamma == "auto" and self.C == "auto":
+            return [(f * g_scale, C) for f, C in RBF_CANDIDATES]
+        if self.gamma == "auto":
+            return [(f * g_scale, float(self.C)) for f in RBF_GAMMA_FACTORS]
+        gamma = g_scale if self.gamma == "scale" else float(self.gamma)
+        Cs = C_CANDIDATES if self.C == "auto" else (float(self.C),)
+        return [(gamma, C) for C in Cs]
+
+    def _fit_arrays(self, F: np.ndarray, z: np.ndarray, base: np.ndarray | None = None,
+                    noise_mse: float | None = None) -> "SVRPredictor":
+        self._check_params()
+        n = len(z)
+        base = self._base_matrix(F) if base is None else base
+        if self.epsilon == "auto":
+            if noise_mse is None:
+                noise_mse = _ridge_cv(F, z, RIDGE_ALPHAS)[1]
+            self.noise_std_ = math.sqrt(noise_mse) if math.isfinite(noise_mse) else float("nan")
+            self.epsilon_ = cherkassky_ma_epsilon(self.noise_std_, n)
+        else:
+            self.epsilon_ = float(self.epsilon)
+
+        candidates = self._candidates(F)
+        self.cv_results_ = {"gamma": [g for g, _ in candidates], "C": [c for _, c in candidates]}
+        # out-of-fold predictions of the chosen setting on the selection folds (NaN elsewhere)
+        self.heldout_predictions_ = np.full(n, np.nan)
+        kernels: dict[Any, np.ndarray] = {}
+        if len(candidates) == 1 or n < MIN_SELECTION_SAMPLES:
+            best = candidates[len(candidates) // 2]
+            self.cv_results_["mse"] = [float("nan")] * len(candidates)
+        else:
+            folds = _selection_folds(n, self.random_state)
+            scores, heldout = [], []
+            for gamma, C in candidates:
+                if gamma not in kernels:
+                    kernels[gamma] = self._kernel(base, gamma)
+                K = kernels[gamma]
+                pred = np.full(n, np.nan)
+                for train, val in folds:
+                    model = _fit_svr(K[np.ix_(train, train)], z[train], C, self.epsilon_, self.selection_tol)
+                    pred[val] = _svr_decision(K[np.ix_(val, train)], model)
+                held = ~np.isnan(pred)
+                scores.append(float(np.mean((pred[held] - z[held]) ** 2)))
+                heldout.append(pred)
+            self.cv_results_["mse"] = scores
+            i_best = int(np.argmin(scores))
+            best = candidates[i_best]
+            self.heldout_predictions_ = heldout[i_best]
+        self.gamma_, self.C_ = best
+        K = kernels[self.gamma_] if self.gamma_ in kernels else self._kernel(base, self.gamma_)
+        model = _fit_svr(K, z, self.C_, self.epsilon_, self.tol)
+        self.dual_coef_ = np.asarray(model.dual_coef_[0], dtype=np.float64)
+        self.intercept_ = float(model.intercept_[0])
+        self.support_ = np.asarray(model.support_)
+        self.support_vectors_ = F[self.support_]
+        if self.kernel == "rbf":
+            self._sv_norms_ = sq_norms(self.support_vectors_)
+        else:  # a linear kernel collapses into one weight vector
+            self.coef_ = self.kernel_scale_ * (self.dual_coef_ @ self.support_vectors_)
+        return self
+
+    def _predict_z(self, F: np.ndarray) -> np.ndarray:
+        if self.kernel == "linear":
+            return F @ self.coef_ + self.intercept_
+        out = np.empty(len(F))
+        for start in range(0, len(F), PREDICT_CHUNK):
+            block = F[start:start + PREDICT_CHUNK]
+            K = rbf_from_sq_distances(sq_distances(block, self.support_vectors_, b_norms=self._sv_norms_), self.gamma_)
+            out[start:start + len(block)] = K @ self.dual_coef_ + self.intercept_
+        return out
+
+
+# ---- stacking ------------------------------------------------------------------
+class StackedPredictor(EncodingRegressor):
+    """Ridge and RBF-SVR predictions, combined by a final ridge (stacked generalization).
+
+    Base-model hyperparameters are chosen once on all the data; with them fixed, a
+    `cv`-fold split gives every record out-of-fold predictions of both bases, and the
+    final RidgeCV learns from those. The bases are then used as fitted on all data.
+    """
+
+    def __init__(self, space=None, cv: int = 5, alphas=RIDGE_ALPHAS, C="auto", epsilon="auto",
+                 gamma="auto", tol: float = 2e-2, random_state=0):
+        self.space = space
+        self.cv = cv
+        self.alphas = alphas
+        self.C = C
+        self.epsilon = epsilon
+        self.gamma = gamma
+        self.tol = tol
+        self.random_state = random_state
+
+    @single_threaded
+    def fit(self, X, y):
+        if int(self.cv) < 2:
+            raise ValueError(f"cv must be at least 2, got {self.cv!r}")
+        F, z = self._prepare(X, y)
+        n = len(z)
+        ridge = RidgePredictor(self.space, alphas=self.alphas)
+        ridge._adopt(self)
+        ridge._fit_arrays(F, z)
+        svr = SVRPredictor(self.space, kernel="rbf", C=self.C, epsilon=self.epsilon, gamma=self.gamma,
+                           tol=self.tol, random_state=self.random_state)
+        svr._adopt(self)
+        D = sq_distances(F, F)
+        svr._fit_arrays(F, z, base=D, noise_mse=ridge.loo_mse_)
+        self.ridge_, self.svr_ = ridge, svr
+
+        K = rbf_from_sq_distances(D, svr.gamma_)
+        Z = np.empty((n, 2))
+        # The SVR's hyperparameter selection already held out the first folds of this
+        # very split with the chosen setting: its predictions there are out-of-fold.
+        reuse = int(self.cv) == SELECTION_FOLDS
+        for train, test in _folds(n, int(self.cv), self.random_state):
+            coef, intercept = _ridge_solve(F[train], z[train], ridge.alpha_)
+            Z[test, 0] = F[test] @ coef + intercept
+            if reuse and not np.isnan(svr.heldout_predictions_[test]).any():
+                Z[test, 1] = svr.heldout_predictions_[test]
+                continue
+            m = _fit_svr(K[np.ix_(train, train)], z[train], svr.C_, svr.epsilon_, svr.selection_tol)
+            Z[test, 1] = _svr_decision(K[np.ix_(test, train)], m)
+        self.final_estimator_ = RidgeCV(alphas=self.alphas).fit(Z, z)
+        self.weights_ = np.asarray(self.final_estimator_.coef_, dtype=np.float64)
+        return self
+
+    def _base_predictions(self, F: np.ndarray) -> np.ndarray:
+        return np.column_stack([self.ridge_._predict_z(F), self.svr_._predict_z(F)])
+
+    @single_threaded
+    def base_predictions(self, X) -> dict[str, np.ndarray]:
+        """The bases' own predictions, in target units, keyed by their registry names.
+
+        With default parameters they equal what `ridge` and `svr_rbf` fitted alone on
+        the same data predict: same standardized targets, same selection folds.
+        """
+        Z = self._base_predictions(self._transform(X)) * self.y_scale_ + self.y_mean_
+        return {"ridge": Z[:, 0], "svr_rbf": Z[:, 1]}
+
+    def _predict_z(self, F: np.ndarray) -> np.ndarray:
+        return self.final_estimator_.predict(self._base_predictions(F))

@@ -1,0 +1,355 @@
+"""Elastic NeuMF on MovieLens-100k (LINAS paper, appendix D.5).
+
+NeuMF (He et al., 2017) fuses generalized matrix factorization (GMF: the element-wise
+product of a user and an item embedding) with an MLP over concatenated user and item
+embeddings; a linear layer over both branches predicts the interaction logit. The
+super-network holds the largest embeddings (128) and the widest MLP layers (1024, six
+of them); a sub-network chooses the GMF and MLP embedding sizes, the MLP depth and
+each layer's width, and takes the leading channels of every shared weight.
+
+Training samples one sub-network uniformly per mini-batch (plus the largest one every
+`largest_every` steps, sandwich style) and minimizes binary cross-entropy on observed
+interactions and `negatives` sampled unobserved items per positive. Quality is HR@10
+under leave-one-out: each user's latest interaction ranked among 99 fixed negatives.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linas_lib.api.search_space import ActiveWhen, SearchSpace, Variable
+from linas_lib.supernets import supernet_registry
+from linas_lib.supernets.elastic_cnn import CheckpointError, _digest_matches, file_digest
+
+EMBED_DIMS = (8, 16, 32, 64, 128)
+HIDDEN_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+LAYERS = (1, 2, 3, 4, 5, 6)
+MAX_EMBED, MAX_HIDDEN, MAX_LAYERS = max(EMBED_DIMS), max(HIDDEN_SIZES), max(LAYERS)
+N_CANDIDATES = 100  # the held-out item and 99 negatives per user
+
+
+@dataclass(frozen=True)
+class Arch:
+    gmf_dim: int
+    mlp_dim: int
+    hidden: tuple[int, ...]  # one width per MLP layer
+
+
+def build_space() -> SearchSpace:
+    variables = [
+        Variable("gmf.embed", EMBED_DIMS),
+        Variable("mlp.embed", EMBED_DIMS),
+        Variable("mlp.layers", LAYERS),
+    ]
+    for i in range(MAX_LAYERS):
+        cond = ActiveWhen("mlp.layers", i + 1) if i + 1 > min(LAYERS) else None
+        variables.append(Variable(f"mlp.l{i}.hidden", HIDDEN_SIZES, cond))
+    return SearchSpace(variables, name="ncf")
+
+
+def decode(space: SearchSpace, encoding: np.ndarray) -> Arch:
+    v = space.decode(encoding)
+    depth = int(v["mlp.layers"])
+    return Arch(int(v["gmf.embed"]), int(v["mlp.embed"]), tuple(int(v[f"mlp.l{i}.hidden"]) for i in range(depth)))
+
+
+def largest_arch() -> Arch:
+    return Arch(MAX_EMBED, MAX_EMBED, (MAX_HIDDEN,) * MAX_LAYERS)
+
+
+def count_macs_params(arch: Arch, module=None) -> tuple[float, float]:
+    """MACs of scoring one (user, item) pair: GMF product, MLP and prediction layer."""
+    macs, fan_in = float(arch.gmf_dim), 2 * arch.mlp_dim
+    for h in arch.hidden:
+        macs += fan_in * h
+        fan_in = h
+    macs += arch.gmf_dim + fan_in
+    params = float(sum(p.numel() for p in module.parameters())) if module is not None else float("nan")
+    return macs, params
+
+
+def _torch_modules():
+    """Build the torch classes lazily: search-only stages never import torch."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class StaticNeuMF(nn.Module):
+        """A fixed sub-network: (user_ids, item_ids) int64 (B,) -> interaction logits (B,)."""
+
+        def __init__(self, n_users, n_items, arch: Arch):
+            super().__init__()
+            self.user_gmf, self.item_gmf = nn.Embedding(n_users, arch.gmf_dim), nn.Embedding(n_items, arch.gmf_dim)
+            self.user_mlp, self.item_mlp = nn.Embedding(n_users, arch.mlp_dim), nn.Embedding(n_items, arch.mlp_dim)
+            widths = (2 * arch.mlp_dim,) + arch.hidden
+            self.mlp = nn.Sequential(*[m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.ReLU())])
+            self.predict = nn.Linear(arch.gmf_dim + widths[-1], 1)
+
+        def forward(self, user_ids, item_ids):
+            gmf = self.user_gmf(user_ids) * self.item_gmf(item_ids)
+            mlp = self.mlp(torch.cat([self.user_mlp(user_ids), self.item_mlp(item_ids)], dim=-1))
+            return self.predict(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
+
+    class ElasticNeuMF(nn.Module):
+        def __init__(self, n_users, n_items):
+            super().__init__()
+            self.n_users, self.n_items = n_users, n_items
+            self.user_gmf, self.item_gmf = nn.Embedding(n_users, MAX_EMBED), nn.Embedding(n_items, MAX_EMBED)
+            self.user_mlp, self.item_mlp = nn.Embedding(n_users, MAX_EMBED), nn.Embedding(n_items, MAX_EMBED)
+            for emb in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
+                nn.init.normal_(emb.weight, std=0.01)  # as in He et al.
+            self.layers = nn.ModuleList(
+                [nn.Linear(2 * MAX_EMBED, MAX_HIDDEN)] + [nn.Linear(MAX_HIDDEN, MAX_HIDDEN) for _ in range(MAX_LAYERS - 1)]
+            )
+            # columns [:MAX_EMBED] see the GMF branch, the rest the last MLP layer
+            self.predict = nn.Linear(MAX_EMBED + MAX_HIDDEN, 1)
+
+        def _weights(self, arch: Arch):
+            """(weight, bias) of every sliced layer, the prediction layer last."""
+            m, out = arch.mlp_dim, []
+            fan_in = None
+            for i, h in enumerate(arch.hidden):
+                layer = self.layers[i]
+                if i == 0:  # user and item halves of the concatenated input
+                    w = torch.cat([layer.weight[:h, :m], layer.weight[:h, MAX_EMBED : MAX_EMBED + m]], dim=1)
+                else:
+                    w = layer.weight[:h, :fan_in]
+                out.append((w, layer.bias[:h]))
+                fan_in = h
+            g, p = arch.gmf_dim, self.predict
+            w = torch.cat([p.weight[:, :g], p.weight[:, MAX_EMBED : MAX_EMBED + fan_in]], dim=1)
+            out.append((w, p.bias))
+            return out
+
+        def forward(self, user_ids, item_ids, arch: Arch):
+            g, m = arch.gmf_dim, arch.mlp_dim
+            gmf = self.user_gmf(user_ids)[:, :g] * self.item_gmf(item_ids)[:, :g]
+            x = torch.cat([self.user_mlp(user_ids)[:, :m], self.item_mlp(item_ids)[:, :m]], dim=-1)
+            *layers, (pw, pb) = self._weights(arch)
+            for w, b in layers:
+                x = F.relu(F.linear(x, w, b))
+            return F.linear(torch.cat([gmf, x], dim=-1), pw, pb).squeeze(-1)
+
+        @torch.no_grad()
+        def extract(self, arch: Arch) -> StaticNeuMF:
+            static = StaticNeuMF(self.n_users, self.n_items, arch).to(self.predict.weight.device)
+            g, m = arch.gmf_dim, arch.mlp_dim
+            static.user_gmf.weight.copy_(self.user_gmf.weight[:, :g])
+            static.item_gmf.weight.copy_(self.item_gmf.weight[:, :g])
+            static.user_mlp.weight.copy_(self.user_mlp.weight[:, :m])
+            static.item_mlp.weight.copy_(self.item_mlp.weight[:, :m])
+            linears = [mod for mod in static.mlp if isinstance(mod, nn.Linear)] + [static.predict]
+            for dst, (w, b) in zip(linears, self._weights(arch)):
+                dst.weight.copy_(w)
+                dst.bias.copy_(b)
+            return static.eval()
+
+    return ElasticNeuMF
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@supernet_registry.register("ncf")
+class NCFSupernet:
+    """Plugin for elastic NeuMF on MovieLens-100k; parameters set the training budget."""
+
+    quality_metric = "hr@10"
+
+    def __init__(
+        self,
+        epochs: int = 6,
+        batch_size: int = 1024,
+        lr: float = 2e-3,
+        negatives: int = 4,
+        largest_every: int = 4,
+        train_limit: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        self.epochs, self.batch_size, self.lr, self.negatives = epochs, batch_size, lr, negatives
+        self.largest_every, self.train_limit, self.seed, self.progress = largest_every, train_limit, seed, progress
+        self.space = build_space()
+        self._net = None
+        self._data = None
+        self.checkpoint_digest: str | None = None
+
+    @staticmethod
+    def search_space(**_: Any) -> SearchSpace:
+        return build_space()
+
+    # ---- data ---------------------------------------------------------------
+    def _movielens(self):
+        if self._data is None:
+            from linas_lib.supernets.data.movielens import load_movielens
+
+            self._data = load_movielens(seed=0)  # the test negatives never depend on the training seed
+        return self._data
+
+    def _negatives(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`negatives` unobserved items per user row (resampled while they hit an interaction)."""
+        data = self._movielens()
+        items = rng.integers(0, data.n_items, size=(len(users), self.negatives))
+        for _ in range(10):
+            hit = data.interacted[users[:, None], items]
+            if not hit.any():
+                break
+            items[hit] = rng.integers(0, data.n_items, size=int(hit.sum()))
+        return items
+
+    # ---- weights ------------------------------------------------------------
+    def _training_signature(self) -> str:
+        recipe = {k: getattr(self, k) for k in
+                  ("epochs", "batch_size", "lr", "negatives", "largest_every", "train_limit", "seed")}
+        recipe["arch"] = [EMBED_DIMS, HIDDEN_SIZES, LAYERS, "ml-100k-loo"]
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+    def prepare(self, checkpoint: str | None, cache_dir: str) -> str:
+        if checkpoint:
+            if not Path(checkpoint).is_file():
+                raise CheckpointError(f"supernet.checkpoint {checkpoint!r} does not exist")
+            return checkpoint
+        path = Path(cache_dir).expanduser() / f"ncf-{self._training_signature()}.pt"
+        if path.is_file() and _digest_matches(path, require_sidecar=True):
+            return str(path)
+        self.train(path)
+        return str(path)
+
+    def train(self, path: str | os.PathLike[str]) -> str:
+        import torch
+        import torch.nn.functional as F
+        from tqdm.auto import tqdm
+
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        data = self._movielens()
+        device = _device()
+        users, items = data.train_users, data.train_items
+        if self.train_limit:
+            keep = rng.permutation(len(users))[: self.train_limit]
+            users, items = users[keep], items[keep]
+        net = _torch_modules()(data.n_users, data.n_items).to(device)
+        per_epoch = len(users) * (1 + self.negatives)
+        steps_per_epoch = max(1, per_epoch // self.batch_size)
+        total = steps_per_epoch * self.epochs
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr, fused=True)  # one pass over 6M weights
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=total, pct_start=0.1)
+        net.train()
+        bar = tqdm(total=total, desc="train ncf (uniform sub-networks)", disable=not self.progress, unit="step")
+        step = 0
+        for _ in range(self.epochs):
+            neg = self._negatives(users, rng)
+            u = np.concatenate([users, np.repeat(users, self.negatives)])
+            i = np.concatenate([items, neg.reshape(-1)])
+            y = np.concatenate([np.ones(len(users)), np.zeros(neg.size)]).astype(np.float32)
+            order = rng.permutation(len(u))
+            u_t, i_t, y_t = (torch.from_numpy(a[order]).to(device) for a in (u, i, y))
+            for s in range(steps_per_epoch):
+                sl = slice(s * self.batch_size, (s + 1) * self.batch_size)
+                ub, ib, yb = u_t[sl], i_t[sl], y_t[sl]
+                opt.zero_grad(set_to_none=True)
+                archs = [decode(self.space, self.space.sample(1, rng)[0])]
+                if self.largest_every and step % self.largest_every == 0:
+                    archs.append(largest_arch())
+                for arch in archs:
+                    loss = F.binary_cross_entropy_with_logits(net(ub, ib, arch), yb)
+                    loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.update()
+        bar.close()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        state = {k: v.cpu() for k, v in net.state_dict().items()}
+        torch.save({"state_dict": state, "signature": self._training_signature(), "supernet": "ncf",
+                    "n_users": data.n_users, "n_items": data.n_items}, tmp)
+        os.replace(tmp, path)
+        path.with_suffix(path.suffix + ".sha256").write_text(file_digest(path))
+        return str(path)
+
+    def load(self, checkpoint: str) -> None:
+        import torch
+
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {checkpoint!r} does not exist")
+        if not _digest_matches(path):
+            raise CheckpointError(f"checkpoint {checkpoint!r} does not match its recorded sha256 digest")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net = _torch_modules()(int(state["n_users"]), int(state["n_items"]))
+            net.load_state_dict(state["state_dict"])
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint {checkpoint!r} is not an ncf checkpoint: {exc}") from None
+        self._net = net.to(_device()).eval()
+        self.checkpoint_digest = file_digest(path)
+
+    # ---- sub-networks -------------------------------------------------------
+    def subnet(self, encoding: np.ndarray):
+        """The static sub-network in eval mode (on the evaluation device)."""
+        if self._net is None:
+            raise CheckpointError("ncf has no weights loaded; call load(checkpoint) first")
+        return self._net.extract(decode(self.space, encoding))
+
+    def _scores(self, module, users: np.ndarray, items: np.ndarray, chunk: int = 100 * N_CANDIDATES) -> np.ndarray:
+        import torch
+
+        device = next(module.parameters()).device
+        u, i = torch.from_numpy(users.reshape(-1)), torch.from_numpy(items.reshape(-1))
+        with torch.no_grad():
+            out = [module(ub.to(device), ib.to(device)).float().cpu() for ub, ib in zip(u.split(chunk), i.split(chunk))]
+        return torch.cat(out).numpy().reshape(users.shape)
+
+    def evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
+        from linas_lib.supernets.data.movielens import hit_ratio
+
+        users, items = self._movielens().candidates()
+        results = []
+        for encoding in self.space.canonicalize(encodings):
+            module = self.subnet(encoding)
+            hr = hit_ratio(self._scores(module, users, items), k=10)
+            macs, params = count_macs_params(decode(self.space, encoding), module)
+            results.append({"hr@10": hr, "macs": macs, "params": params})
+        return results
+
+    def export_module(self, encoding: np.ndarray, batch_size: int):
+        """Static CPU module scoring `batch_size` (user, item) pairs: forward(user_ids, item_ids) -> logits."""
+        module = self.subnet(self.space.canonicalize(encoding)[0]).cpu()
+        (users, items), = self.calibration_inputs(batch_size, 1)
+        return module, (users, items)
+
+    def calibration_inputs(self, batch_size: int, n_batches: int):
+        """Training pairs, half observed interactions and half sampled unobserved items."""
+        import torch
+
+        data = self._movielens()
+        rng = np.random.default_rng(12345)
+        n = batch_size * n_batches
+        pos = rng.integers(0, len(data.train_users), size=n)
+        users = data.train_users[pos]
+        items = data.train_items[pos].copy()
+        fake = rng.random(n) < 0.5
+        items[fake] = rng.integers(0, data.n_items, size=int(fake.sum()))
+        u, i = torch.from_numpy(users), torch.from_numpy(items)
+        return [(ub, ib) for ub, ib in zip(u.split(batch_size), i.split(batch_size)) if len(ub) == batch_size]
+
+    def evaluate_exported(self, encoding: np.ndarray, run) -> dict[str, float]:
+        """HR@10 when `run(user_ids, item_ids) -> scores` is the forward pass; called once
+        per user with that user's 100 candidates (always a batch of 100)."""
+        from linas_lib.supernets.data.movielens import hit_ratio
+
+        users, items = self._movielens().candidates()
+        scores = np.stack([np.asarray(run(u, i), dtype=np.float64).reshape(-1) for u, i in zip(users, items)])
+        return {"hr@10": hit_ratio(scores, k=10)}

@@ -1,0 +1,566 @@
+"""A HAT-style elastic encoder-decoder Transformer, scaled down for CPU translation.
+
+As in HAT (Wang et al., 2020) the super-network is one pre-trained SuperTransformer
+whose sub-networks take the leading slices of its weights: elastic encoder and decoder
+embedding dimensions, per-layer FFN hidden dimensions, per-layer attention heads (self-
+and encoder-decoder attention separately in the decoder) and an elastic number of
+decoder layers; the encoder depth is fixed. Heads are elastic in the AutoFormer way:
+each head has a fixed width (`HEAD_DIM`), so fewer heads means narrower query, key and
+value projections rather than a re-split of a fixed width. Layers are pre-norm.
+
+The task is English -> German number phrases (`data.numbers`): short sequences and a
+30-token vocabulary per side, so the SuperTransformer trains in minutes on a CPU.
+Training follows the sandwich rule: every step trains the largest sub-network and
+`random_subnets` uniformly sampled ones on label-smoothed cross-entropy. Quality is
+corpus BLEU (sacrebleu, 0-100, on German morphemes) of beam search with beam 5 and
+length penalty 0.6, as in the paper.
+
+For latency, `export_module` hands out the static sub-network whose forward pass is
+one full teacher-forced pass of encoder and decoder over fixed lengths
+(`SRC_LEN` source tokens, `TGT_LEN` target tokens): (src, tgt_in) -> logits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from linas_lib.api.search_space import ActiveWhen, SearchSpace, Variable
+from linas_lib.supernets import supernet_registry
+from linas_lib.supernets.elastic_cnn import CheckpointError, _digest_matches, file_digest
+
+EMBED_DIMS = (64, 96, 128)
+FFN_DIMS = (128, 256, 384)
+HEADS = (2, 4)
+HEAD_DIM = 32
+ENCODER_LAYERS = 3
+DECODER_LAYERS = (1, 2, 3, 4)
+BEAM, LENPEN = 5, 0.6
+MASK_VALUE = -1e9
+
+
+@dataclass(frozen=True)
+class Arch:
+    enc_embed: int
+    dec_embed: int
+    enc_ffn: tuple[int, ...]  # one per encoder layer
+    enc_heads: tuple[int, ...]
+    dec_ffn: tuple[int, ...]  # one per active decoder layer
+    dec_self_heads: tuple[int, ...]
+    dec_cross_heads: tuple[int, ...]
+
+
+def build_space() -> SearchSpace:
+    variables = [Variable("enc.embed", EMBED_DIMS), Variable("dec.embed", EMBED_DIMS)]
+    for i in range(ENCODER_LAYERS):
+        variables += [Variable(f"enc.l{i}.ffn", FFN_DIMS), Variable(f"enc.l{i}.heads", HEADS)]
+    variables.append(Variable("dec.layers", DECODER_LAYERS))
+    for i in range(max(DECODER_LAYERS)):
+        cond = ActiveWhen("dec.layers", i + 1) if i + 1 > min(DECODER_LAYERS) else None
+        variables += [
+            Variable(f"dec.l{i}.ffn", FFN_DIMS, cond),
+            Variable(f"dec.l{i}.self_heads", HEADS, cond),
+            Variable(f"dec.l{i}.cross_heads", HEADS, cond),
+        ]
+    return SearchSpace(variables, name="transformer")
+
+
+def decode(space: SearchSpace, encoding: np.ndarray) -> Arch:
+    v = space.decode(encoding)
+    n_dec = int(v["dec.layers"])
+    enc = range(ENCODER_LAYERS)
+    dec = range(n_dec)
+    return Arch(
+        enc_embed=int(v["enc.embed"]),
+        dec_embed=int(v["dec.embed"]),
+        enc_ffn=tuple(int(v[f"enc.l{i}.ffn"]) for i in enc),
+        enc_heads=tuple(int(v[f"enc.l{i}.heads"]) for i in enc),
+        dec_ffn=tuple(int(v[f"dec.l{i}.ffn"]) for i in dec),
+        dec_self_heads=tuple(int(v[f"dec.l{i}.self_heads"]) for i in dec),
+        dec_cross_heads=tuple(int(v[f"dec.l{i}.cross_heads"]) for i in dec),
+    )
+
+
+def largest_arch() -> Arch:
+    e, d = ENCODER_LAYERS, max(DECODER_LAYERS)
+    return Arch(max(EMBED_DIMS), max(EMBED_DIMS), (max(FFN_DIMS),) * e, (max(HEADS),) * e,
+                (max(FFN_DIMS),) * d, (max(HEADS),) * d, (max(HEADS),) * d)
+
+
+def smallest_arch() -> Arch:
+    e, d = ENCODER_LAYERS, min(DECODER_LAYERS)
+    return Arch(min(EMBED_DIMS), min(EMBED_DIMS), (min(FFN_DIMS),) * e, (min(HEADS),) * e,
+                (min(FFN_DIMS),) * d, (min(HEADS),) * d, (min(HEADS),) * d)
+
+
+def count_macs(arch: Arch) -> float:
+    """MACs of one teacher-forced forward pass per sentence pair at the fixed lengths:
+    every linear layer, both attention products and the output projection."""
+    from linas_lib.supernets.data.numbers import SRC_LEN as S, TGT_LEN as T, TGT_VOCAB
+
+    de, dd, macs = arch.enc_embed, arch.dec_embed, 0.0
+    for f, h in zip(arch.enc_ffn, arch.enc_heads):
+        q = h * HEAD_DIM
+        macs += 3 * S * de * q + 2 * S * S * q + S * q * de + 2 * S * de * f
+    for f, hs, hc in zip(arch.dec_ffn, arch.dec_self_heads, arch.dec_cross_heads):
+        qs, qc = hs * HEAD_DIM, hc * HEAD_DIM
+        macs += 3 * T * dd * qs + 2 * T * T * qs + T * qs * dd  # self-attention
+        macs += T * dd * qc + 2 * S * de * qc + 2 * T * S * qc + T * qc * dd  # encoder-decoder attention
+        macs += 2 * T * dd * f
+    return float(macs + T * dd * len(TGT_VOCAB))
+
+
+def _torch_modules():
+    """Build the torch classes lazily: search-only stages never import torch."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from linas_lib.supernets.data.numbers import PAD, SRC_LEN, SRC_VOCAB, TGT_LEN, TGT_VOCAB
+
+    def attend(q, k, v, heads: int, mask):
+        """Scaled dot-product attention of (B, Tq, heads*HEAD_DIM) queries; `mask` is additive."""
+        b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
+        q = q.reshape(b, tq, heads, HEAD_DIM).transpose(1, 2)
+        k = k.reshape(b, tk, heads, HEAD_DIM).transpose(1, 2)
+        v = v.reshape(b, tk, heads, HEAD_DIM).transpose(1, 2)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (HEAD_DIM**-0.5) + mask
+        out = torch.matmul(scores.softmax(dim=-1), v)
+        return out.transpose(1, 2).reshape(b, tq, heads * HEAD_DIM)
+
+    def padding_mask(src):
+        """(B, 1, 1, S) additive mask hiding padded source positions."""
+        return (src == PAD).to(torch.float32)[:, None, None, :] * MASK_VALUE
+
+    def causal_mask(length: int):
+        return torch.triu(torch.full((length, length), MASK_VALUE), diagonal=1)
+
+    # ---- static sub-network ---------------------------------------------------
+    class Attention(nn.Module):
+        def __init__(self, d_q, d_kv, heads):
+            super().__init__()
+            self.heads, width = heads, heads * HEAD_DIM
+            self.q, self.k, self.v = nn.Linear(d_q, width), nn.Linear(d_kv, width), nn.Linear(d_kv, width)
+            self.out = nn.Linear(width, d_q)
+
+        def forward(self, x, memory, mask):
+            return self.out(attend(self.q(x), self.k(memory), self.v(memory), self.heads, mask))
+
+    class EncoderLayer(nn.Module):
+        def __init__(self, d, ffn, heads):
+            super().__init__()
+            self.ln1, self.attn = nn.LayerNorm(d), Attention(d, d, heads)
+            self.ln2, self.fc1, self.fc2 = nn.LayerNorm(d), nn.Linear(d, ffn), nn.Linear(ffn, d)
+
+        def forward(self, x, mask):
+            h = self.ln1(x)
+            x = x + self.attn(h, h, mask)
+            return x + self.fc2(F.relu(self.fc1(self.ln2(x))))
+
+    class DecoderLayer(nn.Module):
+        def __init__(self, d, d_enc, ffn, self_heads, cross_heads):
+            super().__init__()
+            self.ln1, self.self_attn = nn.LayerNorm(d), Attention(d, d, self_heads)
+            self.ln2, self.cross_attn = nn.LayerNorm(d), Attention(d, d_enc, cross_heads)
+            self.ln3, self.fc1, self.fc2 = nn.LayerNorm(d), nn.Linear(d, ffn), nn.Linear(ffn, d)
+
+        def forward(self, x, memory, self_mask, cross_mask):
+            h = self.ln1(x)
+            x = x + self.self_attn(h, h, self_mask)
+            x = x + self.cross_attn(self.ln2(x), memory, cross_mask)
+            return x + self.fc2(F.relu(self.fc1(self.ln3(x))))
+
+    class StaticTransformer(nn.Module):
+        """forward(src (B, SRC_LEN), tgt_in (B, T)) int64 -> logits (B, T, target vocabulary)."""
+
+        def __init__(self, arch: Arch):
+            super().__init__()
+            de, dd = arch.enc_embed, arch.dec_embed
+            self.src_embed, self.src_pos = nn.Embedding(len(SRC_VOCAB), de), nn.Parameter(torch.zeros(SRC_LEN, de))
+            self.encoder = nn.ModuleList(EncoderLayer(de, f, h) for f, h in zip(arch.enc_ffn, arch.enc_heads))
+            self.enc_ln = nn.LayerNorm(de)
+            self.tgt_embed, self.tgt_pos = nn.Embedding(len(TGT_VOCAB), dd), nn.Parameter(torch.zeros(TGT_LEN, dd))
+            self.decoder = nn.ModuleList(
+                DecoderLayer(dd, de, f, hs, hc)
+                for f, hs, hc in zip(arch.dec_ffn, arch.dec_self_heads, arch.dec_cross_heads)
+            )
+            self.dec_ln = nn.LayerNorm(dd)
+            self.register_buffer("causal", causal_mask(TGT_LEN), persistent=False)
+            self.enc_scale, self.dec_scale = de**0.5, dd**0.5
+
+        def encode(self, src):
+            x = self.src_embed(src) * self.enc_scale + self.src_pos[: src.shape[1]]
+            mask = padding_mask(src)
+            for layer in self.encoder:
+                x = layer(x, mask)
+            return self.enc_ln(x), mask
+
+        def decode(self, tgt_in, memory, cross_mask):
+            t = tgt_in.shape[1]
+            x = self.tgt_embed(tgt_in) * self.dec_scale + self.tgt_pos[:t]
+            self_mask = self.causal[:t, :t]
+            for layer in self.decoder:
+                x = layer(x, memory, self_mask, cross_mask)
+            return F.linear(self.dec_ln(x), self.tgt_embed.weight)  # tied output projection
+
+        def forward(self, src, tgt_in):
+            memory, mask = self.encode(src)
+            return self.decode(tgt_in, memory, mask)
+
+    # ---- the super-network ----------------------------------------------------
+    def lin(layer: nn.Linear, x, d_in: int, d_out: int):
+        return F.linear(x, layer.weight[:d_out, :d_in], layer.bias[:d_out])
+
+    def ln(layer: nn.LayerNorm, x, d: int):
+        return F.layer_norm(x, (d,), layer.weight[:d], layer.bias[:d], layer.eps)
+
+    def copy_linear(dst: nn.Linear, src: nn.Linear):
+        d_out, d_in = dst.weight.shape
+        dst.weight.copy_(src.weight[:d_out, :d_in])
+        dst.bias.copy_(src.bias[:d_out])
+
+    def copy_ln(dst: nn.LayerNorm, src: nn.LayerNorm):
+        d = dst.weight.shape[0]
+        dst.weight.copy_(src.weight[:d])
+        dst.bias.copy_(src.bias[:d])
+
+    def copy_attention(dst: Attention, src: Attention):
+        for name in ("q", "k", "v", "out"):
+            copy_linear(getattr(dst, name), getattr(src, name))
+
+    def elastic_attention(a: Attention, x, memory, d_q, d_kv, heads, mask):
+        w = heads * HEAD_DIM
+        q, k, v = lin(a.q, x, d_q, w), lin(a.k, memory, d_kv, w), lin(a.v, memory, d_kv, w)
+        return lin(a.out, attend(q, k, v, heads, mask), w, d_q)
+
+    class ElasticTransformer(nn.Module):
+        """The SuperTransformer: the static modules at their largest sizes, run sliced."""
+
+        def __init__(self):
+            super().__init__()
+            self.full = StaticTransformer(largest_arch())
+            for emb in (self.full.src_embed, self.full.tgt_embed):
+                nn.init.normal_(emb.weight, std=max(EMBED_DIMS) ** -0.5)
+            for pos in (self.full.src_pos, self.full.tgt_pos):
+                nn.init.normal_(pos, std=0.02)
+
+        def forward(self, src, tgt_in, arch: Arch):
+            m, de, dd = self.full, arch.enc_embed, arch.dec_embed
+            x = m.src_embed(src)[..., :de] * de**0.5 + m.src_pos[: src.shape[1], :de]
+            mask = padding_mask(src)
+            for layer, f, h in zip(m.encoder, arch.enc_ffn, arch.enc_heads):
+                a = ln(layer.ln1, x, de)
+                x = x + elastic_attention(layer.attn, a, a, de, de, h, mask)
+                x = x + lin(layer.fc2, F.relu(lin(layer.fc1, ln(layer.ln2, x, de), de, f)), f, de)
+            memory = ln(m.enc_ln, x, de)
+            t = tgt_in.shape[1]
+            y = m.tgt_embed(tgt_in)[..., :dd] * dd**0.5 + m.tgt_pos[:t, :dd]
+            self_mask = m.causal[:t, :t]
+            for layer, f, hs, hc in zip(m.decoder, arch.dec_ffn, arch.dec_self_heads, arch.dec_cross_heads):
+                a = ln(layer.ln1, y, dd)
+                y = y + elastic_attention(layer.self_attn, a, a, dd, dd, hs, self_mask)
+                y = y + elastic_attention(layer.cross_attn, ln(layer.ln2, y, dd), memory, dd, de, hc, mask)
+                y = y + lin(layer.fc2, F.relu(lin(layer.fc1, ln(layer.ln3, y, dd), dd, f)), f, dd)
+            return F.linear(ln(m.dec_ln, y, dd), m.tgt_embed.weight[:, :dd])
+
+        @torch.no_grad()
+        def extract(self, arch: Arch) -> StaticTransformer:
+            m = self.full
+            static = StaticTransformer(arch).to(m.src_pos.device)
+            de, dd = arch.enc_embed, arch.dec_embed
+            static.src_embed.weight.copy_(m.src_embed.weight[:, :de])
+            static.src_pos.copy_(m.src_pos[:, :de])
+            static.tgt_embed.weight.copy_(m.tgt_embed.weight[:, :dd])
+            static.tgt_pos.copy_(m.tgt_pos[:, :dd])
+            copy_ln(static.enc_ln, m.enc_ln)
+            copy_ln(static.dec_ln, m.dec_ln)
+            for dst, src in zip(static.encoder, m.encoder):
+                copy_ln(dst.ln1, src.ln1), copy_ln(dst.ln2, src.ln2)
+                copy_attention(dst.attn, src.attn)
+                copy_linear(dst.fc1, src.fc1), copy_linear(dst.fc2, src.fc2)
+            for dst, src in zip(static.decoder, m.decoder):
+                copy_ln(dst.ln1, src.ln1), copy_ln(dst.ln2, src.ln2), copy_ln(dst.ln3, src.ln3)
+                copy_attention(dst.self_attn, src.self_attn)
+                copy_attention(dst.cross_attn, src.cross_attn)
+                copy_linear(dst.fc1, src.fc1), copy_linear(dst.fc2, src.fc2)
+            return static.eval()
+
+    return ElasticTransformer
+
+
+def beam_search(step_logits: Callable, n: int, device, beam: int = BEAM, lenpen: float = LENPEN):
+    """Batched beam search as in fairseq: returns (n, TGT_LEN) token ids ending in </s>.
+
+    `step_logits(tokens)` takes the decoder input of all n*beam hypotheses, (n*beam, t)
+    starting with <s>, and returns the logits of the next token, (n*beam, V). A finished
+    hypothesis scores its summed log-probability over len**lenpen (len counts </s>); a
+    sentence stops collecting once it has `beam` finished hypotheses, and the best one wins.
+    """
+    import torch
+
+    from linas_lib.supernets.data.numbers import BOS, EOS, PAD, TGT_LEN, UNK
+
+    neg_inf = float("-inf")
+    tokens = torch.full((n * beam, 1), BOS, dtype=torch.long, device=device)
+    scores = torch.full((n, beam), neg_inf, device=device)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    best = torch.full((n,), neg_inf, device=device)
+    best_tokens = torch.full((n, TGT_LEN), PAD, dtype=torch.long, device=device)
+    finished = torch.zeros(n, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)
+    for step in range(TGT_LEN):
+        lprobs = torch.log_softmax(step_logits(tokens).float(), dim=-1)
+        vocab = lprobs.shape[-1]
+        lprobs[:, [PAD, BOS, UNK]] = neg_inf
+        if step == TGT_LEN - 1:  # out of room: every hypothesis must end here
+            keep = lprobs[:, EOS].clone()
+            lprobs.fill_(neg_inf)
+            lprobs[:, EOS] = keep
+        cand = (scores.reshape(-1, 1) + lprobs).reshape(n, beam * vocab)
+        top, idx = cand.topk(2 * beam, dim=1)
+        origin, token = idx // vocab, idx % vocab
+        prev = tokens.reshape(n, beam, -1)
+        # finalize </s> among the best `beam` candidates of sentences still collecting
+        is_eos = token == EOS
+        fin = is_eos[:, :beam] & (finished < beam)[:, None] & torch.isfinite(top[:, :beam])
+        norm = torch.where(fin, top[:, :beam] / float(step + 1) ** lenpen, torch.full_like(top[:, :beam], neg_inf))
+        cand_best, j = norm.max(dim=1)
+        better = cand_best > best
+        if better.any():
+            hyp = prev[rows, origin[rows, j], 1:]  # generated tokens, without <s>
+            b = rows[better]
+            best[b] = cand_best[b]
+            best_tokens[b, :step] = hyp[better]
+            best_tokens[b, step] = EOS
+        finished += fin.sum(dim=1)
+        if step == TGT_LEN - 1 or bool((finished >= beam).all()):
+            break
+        # continue with the best `beam` candidates that did not end
+        order = torch.argsort(is_eos.to(torch.int8) * 2 * beam + torch.arange(2 * beam, device=device), dim=1)[:, :beam]
+        scores = top.gather(1, order)
+        origin, token = origin.gather(1, order), token.gather(1, order)
+        tokens = torch.cat([prev[rows[:, None], origin], token[..., None]], dim=2).reshape(n * beam, -1)
+    return best_tokens
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
+    try:
+        import sacrebleu
+    except ImportError:
+        raise RuntimeError("BLEU needs sacrebleu; run `pip install sacrebleu==2.6.0`") from None
+    # already tokenized (German morphemes separated by spaces)
+    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize="none").score)
+
+
+@supernet_registry.register("transformer")
+class TransformerSupernet:
+    """Plugin for the elastic Transformer on En->De numbers; parameters set the budget."""
+
+    quality_metric = "bleu"
+
+    def __init__(
+        self,
+        steps: int = 1200,
+        batch_size: int = 96,
+        lr: float = 2e-3,
+        random_subnets: int = 1,
+        label_smoothing: float = 0.1,
+        train_sentences: int = 8000,
+        test_sentences: int = 500,
+        eval_batch: int = 100,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        self.steps, self.batch_size, self.lr, self.random_subnets = steps, batch_size, lr, random_subnets
+        self.label_smoothing, self.train_sentences, self.test_sentences = label_smoothing, train_sentences, test_sentences
+        self.eval_batch, self.seed, self.progress = eval_batch, seed, progress
+        self.space = build_space()
+        self._net = None
+        self._data = None
+        self.checkpoint_digest: str | None = None
+
+    @staticmethod
+    def search_space(**_: Any) -> SearchSpace:
+        return build_space()
+
+    # ---- data ---------------------------------------------------------------
+    def _splits(self):
+        if self._data is None:
+            from linas_lib.supernets import cache_dir
+            from linas_lib.supernets.data.numbers import load_numbers
+
+            self._data = load_numbers(self.train_sentences, self.test_sentences, seed=0, cache_dir=cache_dir())
+        return self._data
+
+    # ---- weights ------------------------------------------------------------
+    def _training_signature(self) -> str:
+        recipe = {k: getattr(self, k) for k in
+                  ("steps", "batch_size", "lr", "random_subnets", "label_smoothing", "train_sentences", "seed")}
+        recipe["arch"] = [EMBED_DIMS, FFN_DIMS, HEADS, HEAD_DIM, ENCODER_LAYERS, DECODER_LAYERS, "numbers-en-de"]
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+    def prepare(self, checkpoint: str | None, cache_dir: str) -> str:
+        if checkpoint:
+            if not Path(checkpoint).is_file():
+                raise CheckpointError(f"supernet.checkpoint {checkpoint!r} does not exist")
+            return checkpoint
+        path = Path(cache_dir).expanduser() / f"transformer-{self._training_signature()}.pt"
+        if path.is_file() and _digest_matches(path, require_sidecar=True):
+            return str(path)
+        self.train(path)
+        return str(path)
+
+    def train(self, path: str | os.PathLike[str]) -> str:
+        import torch
+        import torch.nn.functional as F
+        from tqdm.auto import tqdm
+
+        from linas_lib.supernets.data.numbers import PAD
+
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        device = _device()
+        train, _ = self._splits()
+        src, tgt_in, tgt_out = (torch.from_numpy(a).to(device) for a in (train.src, train.tgt_in, train.tgt_out))
+        net = _torch_modules()().to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.98))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.steps, pct_start=0.1)
+        net.train()
+        bar = tqdm(total=self.steps, desc="train transformer (sandwich rule)", disable=not self.progress, unit="step")
+        for _ in range(self.steps):
+            idx = torch.from_numpy(rng.integers(0, len(src), size=self.batch_size)).to(device)
+            s, ti, to = src[idx], tgt_in[idx], tgt_out[idx]
+            opt.zero_grad(set_to_none=True)
+            archs = [largest_arch()] + [decode(self.space, e) for e in self.space.sample(self.random_subnets, rng)]
+            for k, arch in enumerate(archs):
+                logits = net(s, ti, arch)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), to.reshape(-1),
+                                       ignore_index=PAD, label_smoothing=self.label_smoothing)
+                loss.backward()
+                if k == 0:
+                    largest_loss = loss.item()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            bar.set_postfix(loss=f"{largest_loss:.3f}")
+            bar.update()
+        bar.close()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        state = {k: v.cpu() for k, v in net.state_dict().items()}
+        torch.save({"state_dict": state, "signature": self._training_signature(), "supernet": "transformer"}, tmp)
+        os.replace(tmp, path)
+        path.with_suffix(path.suffix + ".sha256").write_text(file_digest(path))
+        return str(path)
+
+    def load(self, checkpoint: str) -> None:
+        import torch
+
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {checkpoint!r} does not exist")
+        if not _digest_matches(path):
+            raise CheckpointError(f"checkpoint {checkpoint!r} does not match its recorded sha256 digest")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net = _torch_modules()()
+            net.load_state_dict(state["state_dict"])
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint {checkpoint!r} is not a transformer checkpoint: {exc}") from None
+        self._net = net.to(_device()).eval()
+        self.checkpoint_digest = file_digest(path)
+
+    # ---- sub-networks -------------------------------------------------------
+    def subnet(self, encoding: np.ndarray):
+        """The static sub-network in eval mode (on the evaluation device)."""
+        if self._net is None:
+            raise CheckpointError("transformer has no weights loaded; call load(checkpoint) first")
+        return self._net.extract(decode(self.space, encoding))
+
+    def translate(self, module, src: np.ndarray) -> list[str]:
+        """Beam-search translations (German morphemes joined by spaces) of source id rows."""
+        import torch
+
+        from linas_lib.supernets.data.numbers import TGT_VOCAB
+
+        device = next(module.parameters()).device
+        out: list[str] = []
+        with torch.no_grad():
+            for chunk in torch.from_numpy(src).split(self.eval_batch):
+                chunk = chunk.to(device)
+                memory, mask = module.encode(chunk)
+                memory, mask = memory.repeat_interleave(BEAM, 0), mask.repeat_interleave(BEAM, 0)
+                ids = beam_search(lambda tokens: module.decode(tokens, memory, mask)[:, -1], len(chunk), device)
+                out += [" ".join(TGT_VOCAB.decode(row)) for row in ids.cpu().numpy()]
+        return out
+
+    def evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
+        from linas_lib.supernets.data.numbers import SRC_LEN, TGT_LEN
+
+        _, test = self._splits()
+        results = []
+        for encoding in self.space.canonicalize(encodings):
+            module = self.subnet(encoding)
+            bleu = corpus_bleu(self.translate(module, test.src), list(test.references))
+            params = float(sum(p.numel() for p in module.parameters()))
+            assert test.src.shape[1] == SRC_LEN and test.tgt_in.shape[1] == TGT_LEN
+            results.append({"bleu": bleu, "macs": count_macs(decode(self.space, encoding)), "params": params})
+        return results
+
+    def export_module(self, encoding: np.ndarray, batch_size: int):
+        """Static CPU module: forward(src (B, SRC_LEN), tgt_in (B, TGT_LEN)) -> logits, one
+        teacher-forced pass of encoder and decoder; inputs are real test sentences."""
+        import torch
+
+        module = self.subnet(self.space.canonicalize(encoding)[0]).cpu()
+        _, test = self._splits()
+        idx = np.arange(batch_size) % len(test.src)
+        return module, (torch.from_numpy(test.src[idx]), torch.from_numpy(test.tgt_in[idx]))
+
+    def calibration_inputs(self, batch_size: int, n_batches: int):
+        import torch
+
+        train, _ = self._splits()
+        idx = np.random.default_rng(12345).permutation(len(train.src))[: batch_size * n_batches]
+        src, tgt = torch.from_numpy(train.src[idx]), torch.from_numpy(train.tgt_in[idx])
+        return [(s, t) for s, t in zip(src.split(batch_size), tgt.split(batch_size)) if len(s) == batch_size]
+
+    def evaluate_exported(self, encoding: np.ndarray, run) -> dict[str, float]:
+        """BLEU when `run(src, tgt_in) -> logits` is the exported forward pass: beam search
+        feeds it right-padded (SRC_LEN, TGT_LEN) inputs and reads the logits at the current
+        position. Every call has the same batch, eval_batch // 5 sentences times 5 beams."""
+        import torch
+
+        from linas_lib.supernets.data.numbers import PAD, TGT_LEN, TGT_VOCAB
+
+        _, test = self._splits()
+        per_call = max(1, self.eval_batch // BEAM)
+        hyps: list[str] = []
+        for start in range(0, len(test.src), per_call):
+            chunk = test.src[start : start + per_call]
+            real = len(chunk)
+            if real < per_call:  # keep the batch fixed: repeat the last sentence
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], per_call - real, axis=0)])
+            src = np.repeat(chunk, BEAM, axis=0)
+
+            def step_logits(tokens):
+                t = tokens.shape[1]
+                padded = np.full((tokens.shape[0], TGT_LEN), PAD, dtype=np.int64)
+                padded[:, :t] = tokens.cpu().numpy()
+                return torch.from_numpy(np.asarray(run(src, padded))[:, t - 1].astype(np.float32))
+
+            ids = beam_search(step_logits, per_call, torch.device("cpu"))
+            hyps += [" ".join(TGT_VOCAB.decode(row)) for row in ids.numpy()[:real]]
+        return {"bleu": corpus_bleu(hyps, list(test.references))}
