@@ -9,7 +9,7 @@ export LINAS_CACHE ?= $(CURDIR)/.cache/linas
 RUN_CONFIG ?= pipelines/configs/animal_mnist.yaml
 RUN_DIR    ?= runs/animal-mnist
 
-.PHONY: setup run search test bench compile constraints clean
+.PHONY: setup run search test bench compile images manifests constraints clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,13 @@ test: setup
 
 bench: setup
 	$(PY) bench/search_overhead.py
+
+images:
+	images/build.sh
+
+# Render the kustomize base (needs kubectl) or validate it offline.
+manifests: setup
+	$(VENV)/bin/kubernetes-validate --strict $(filter-out %/kustomization.yaml,$(wildcard manifests/base/*.yaml)) manifests/examples/*.yaml
 
 constraints:
 	@echo "resolve in a scratch venv, then: pip freeze --exclude-editable > constraints.txt"

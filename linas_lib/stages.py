@@ -191,7 +191,9 @@ def report(
     for path, text in ((html_path, html_text), (markdown_path, md_text)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
+    per_target = {f"hypervolume@{t}": v["hypervolume"][-1] for t, v in summary["targets"].items() if v["hypervolume"]}
     return {
+        **per_target,
         "hypervolume": summary["hypervolume"][-1] if summary["hypervolume"] else 0.0,
         "evaluations": float(summary["evaluations"]),
         "pareto_size": float(len(summary["pareto"])),

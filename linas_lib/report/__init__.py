@@ -22,27 +22,36 @@ def _figure_png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _panels(summary: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(x objective, title, front) per plot: one per hardware target, else per other objective."""
+    objectives = summary["objectives"]
+    if summary.get("targets"):
+        return [(view["objectives"][-1], f"target {name}", view["pareto"]) for name, view in summary["targets"].items()]
+    return [(o["name"], o["name"], summary["pareto"]) for o in objectives[1:] or objectives[:1]]
+
+
 def pareto_plot(summary: dict[str, Any], frame: pd.DataFrame) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    objectives = summary["objectives"]
-    quality, others = objectives[0], objectives[1:] or objectives[:1]
+    quality = summary["objectives"][0]["name"]
     ok = frame[frame["status"] == "ok"]
-    front = pd.DataFrame(summary["pareto"])
-    fig, axes = plt.subplots(1, len(others), figsize=(5.5 * len(others), 4.2), squeeze=False)
-    for ax, other in zip(axes[0], others):
-        scatter = ax.scatter(ok[other["name"]], ok[quality["name"]], c=ok["iteration"], cmap="viridis", s=18, alpha=0.8)
+    panels = _panels(summary)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (x, title, front_records) in zip(axes[0], panels):
+        scatter = ax.scatter(ok[x], ok[quality], c=ok["iteration"], cmap="viridis", s=18, alpha=0.8)
+        front = pd.DataFrame(front_records)
         if len(front):
-            f = front.sort_values(other["name"])
-            ax.step(f[other["name"]], f[quality["name"]], where="post", color="crimson", lw=1.5, label="measured Pareto front")
-            ax.scatter(f[other["name"]], f[quality["name"]], color="crimson", s=30, zorder=3)
-        ax.set_xlabel(f"{other['name']} {('[' + other['unit'] + ']') if other['unit'] else ''}")
-        ax.set_ylabel(quality["name"])
+            f = front.sort_values(x)
+            ax.step(f[x], f[quality], where="post", color="crimson", lw=1.5, label="measured Pareto front")
+            ax.scatter(f[x], f[quality], color="crimson", s=30, zorder=3)
+            ax.legend(loc="lower right")
+        ax.set_xlabel(x)
+        ax.set_ylabel(quality)
+        ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
         fig.colorbar(scatter, ax=ax, label="iteration")
     fig.suptitle(f"{summary['name']}: {summary['evaluations']} measured sub-networks")
     return _figure_png(fig)
@@ -55,9 +64,14 @@ def hypervolume_plot(summary: dict[str, Any], frame: pd.DataFrame) -> str:
     import matplotlib.pyplot as plt
 
     counts = frame.groupby("iteration").size().sort_index().cumsum().to_numpy()
-    hv = summary["hypervolume"]
+    curves = {"all objectives": summary["hypervolume"]}
+    if len(summary.get("targets", {})) > 1:
+        curves.update({f"target {t}": v["hypervolume"] for t, v in summary["targets"].items()})
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(counts[: len(hv)], hv, marker="o")
+    for label, hv in curves.items():
+        ax.plot(counts[: len(hv)], hv, marker="o", label=label)
+    if len(curves) > 1:
+        ax.legend()
     ax.set_xlabel("real evaluations")
     ax.set_ylabel("normalized hypervolume")
     ax.set_title("hypervolume per iteration")
@@ -92,6 +106,15 @@ def _quality_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _transfer_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    table = summary.get("transferability") or {}
+    targets = list(table)
+    header = ["front of \\ measured on", *targets]
+    rows = [[source] + [f"τ {_fmt(table[source][t]['tau'])}, {table[source][t]['shared']:.0%} shared" for t in targets]
+            for source in targets]
+    return header, rows
+
+
 def markdown_report(summary: dict[str, Any]) -> str:
     hv = summary["hypervolume"]
     lines = [
@@ -112,9 +135,16 @@ def markdown_report(summary: dict[str, Any]) -> str:
         "## Measured Pareto front",
         "",
     ]
-    for title, (header, rows) in (("", _front_table(summary)), ("## Predictor quality (prospective)", _quality_rows(summary))):
+    sections = [("", "", _front_table(summary)),
+                ("## Predictor quality (prospective)",
+                 "Error of the previous iteration's predictors on the population measured next.", _quality_rows(summary))]
+    if summary.get("transferability"):
+        sections.append(("## Transferability between targets",
+                         "Sub-networks on one target's measured front, ranked by their measured latency on each "
+                         "other target.", _transfer_rows(summary)))
+    for title, note, (header, rows) in sections:
         if title:
-            lines += [title, "", "Error of the previous iteration's predictors on the population measured next.", ""]
+            lines += [title, "", note, ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
@@ -155,8 +185,17 @@ img {{ max-width: 100%; }}
 <h2>Predictor quality (prospective)</h2>
 <p>Error of the previous iteration's predictors on the population that was then measured.</p>
 {_html_table(*_quality_rows(summary))}
+{_transfer_html(summary)}
 </body></html>
 """
+
+
+def _transfer_html(summary: dict[str, Any]) -> str:
+    if not summary.get("transferability"):
+        return ""
+    return ("<h2>Transferability between targets</h2><p>Sub-networks on one target's measured front, ranked by "
+            "their measured latency on each other target (Kendall τ) and the share also on that target's front.</p>"
+            + _html_table(*_transfer_rows(summary)))
 
 
 def front_as_text(summary: dict[str, Any]) -> str:

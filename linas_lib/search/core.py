@@ -53,15 +53,17 @@ def predict(predictors: dict[str, Any], objectives: list[Objective], X: np.ndarr
 
 
 def run_inner_search(
-    config, space, predictors: dict[str, Any], seed: int, iteration: int = 1, constraint=None
+    config, space, predictors: dict[str, Any], seed: int, iteration: int = 1, constraint=None,
+    objectives: list[Objective] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The MOEA on predictors alone; returns every (encoding, prediction) it evaluated.
 
-    With a constraint group, predictions that violate it are pushed behind every
-    feasible point, so the algorithm's own ranking keeps to the feasible region.
+    `objectives` defaults to all of the config's. With a constraint group, predictions
+    that violate it are pushed behind every feasible point, so the algorithm's own
+    ranking keeps to the feasible region.
     """
     inner = config.search.inner_at(iteration)
-    objectives = config.resolved_objectives()
+    objectives = objectives or config.resolved_objectives()
     searcher = build_searcher(inner.algorithm, space, len(objectives), inner.evaluations, seed, **inner.algorithm_params())
     column = [o.name for o in objectives].index(constraint.objective) if constraint else None
     seen_X, seen_F = [], []
@@ -105,23 +107,35 @@ def select_unmeasured(
     return space.canonicalize(picked)
 
 
-def next_population(config, space, frame: pd.DataFrame, predictors, iteration: int) -> tuple[np.ndarray, np.ndarray]:
-    """LINAS steps 3-4: search the predictors, keep the best unmeasured; also return their predictions.
+def search_groups(config) -> list[tuple[list[Objective], Any]]:
+    """How the next population is shared out: (objectives searched, constraint) per group.
 
-    With constraint groups the population is shared out between the groups, each
-    searched on its own, as OFA does for latency budgets.
+    Constraint groups each search all objectives under their own latency budget (as
+    OFA does); with several hardware targets each target's front gets its own search
+    (quality against that target's latency), so every target's front is covered.
     """
-    seed = iteration_seed(config.seed, iteration)
     objectives = config.resolved_objectives()
+    if config.search.constraints:
+        return [(objectives, c) for c in config.search.constraints]
+    latency = [o for o in objectives if o.name.startswith("latency")]
+    if len(latency) > 1:
+        rest = [o for o in objectives if o not in latency]
+        return [(rest + [o], None) for o in latency]
+    return [(objectives, None)]
+
+
+def next_population(config, space, frame: pd.DataFrame, predictors, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+    """LINAS steps 3-4: search the predictors, keep the best unmeasured; also return their predictions."""
+    seed = iteration_seed(config.seed, iteration)
     exclude = set(frame["subnet_id"])
     n = config.search.population_at(iteration)
-    groups = config.search.constraints or [None]
+    groups = search_groups(config)
     shares = [n // len(groups) + (i < n % len(groups)) for i in range(len(groups))]
     chosen = []
-    for g, (group, share) in enumerate(zip(groups, shares)):
+    for g, ((objectives, group), share) in enumerate(zip(groups, shares)):
         if share == 0:
             continue
-        X, F = run_inner_search(config, space, predictors, seed + g, iteration, group)
+        X, F = run_inner_search(config, space, predictors, seed + g, iteration, group, objectives)
         if group is not None:
             column = [o.name for o in objectives].index(group.objective)
             feasible = objectives[column].from_min(F[:, column]) <= group.max
@@ -130,7 +144,7 @@ def next_population(config, space, frame: pd.DataFrame, predictors, iteration: i
         exclude |= set(space.keys(picked))
         chosen.append(picked)
     population = np.vstack(chosen)
-    return population, predict(predictors, objectives, population)
+    return population, predict(predictors, config.resolved_objectives(), population)
 
 
 def should_continue(config, frame: pd.DataFrame, iteration: int) -> tuple[bool, str]:
@@ -146,9 +160,18 @@ def should_continue(config, frame: pd.DataFrame, iteration: int) -> tuple[bool, 
 
 
 # ---- analytics derived from the measurement table ----------------------------
-def normalization(config, frame: pd.DataFrame) -> Normalization:
-    """Fixed per run: from the first iteration's successful measurements."""
+def target_views(config) -> dict[str, list[Objective]]:
+    """Per hardware target, the objectives as that target sees them: every
+    non-latency objective plus that target's latency."""
     objectives = config.resolved_objectives()
+    latency = [o for o in objectives if o.name.startswith("latency")]
+    rest = [o for o in objectives if o not in latency]
+    return {o.name.split("@", 1)[1]: rest + [o] for o in latency}
+
+
+def normalization(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> Normalization:
+    """Fixed per run: from the first iteration's successful measurements."""
+    objectives = objectives or config.resolved_objectives()
     first = frame[frame["iteration"] == frame["iteration"].min()]
     F = objective_matrix(first, objectives)
     if len(F) == 0:
@@ -156,23 +179,42 @@ def normalization(config, frame: pd.DataFrame) -> Normalization:
     return Normalization.from_values(F)
 
 
-def hypervolume_history(config, frame: pd.DataFrame) -> list[float]:
-    objectives = config.resolved_objectives()
+def hypervolume_history(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> list[float]:
+    objectives = objectives or config.resolved_objectives()
     if successful(frame).empty:
         return []
-    norm = normalization(config, frame)
+    norm = normalization(config, frame, objectives)
     return [
         hypervolume(objective_matrix(frame[frame["iteration"] <= it], objectives), norm)
         for it in sorted(frame["iteration"].unique())
     ]
 
 
-def pareto_front(config, frame: pd.DataFrame) -> pd.DataFrame:
+def pareto_front(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> pd.DataFrame:
+    objectives = objectives or config.resolved_objectives()
     ok = successful(frame)
-    F = objective_matrix(ok, config.resolved_objectives())
-    front = ok[non_dominated_mask(F)]
-    first = config.resolved_objectives()[0]
+    front = ok[non_dominated_mask(objective_matrix(ok, objectives))]
+    first = objectives[0]
     return front.sort_values(first.name, ascending=first.direction == "min")
+
+
+def transferability(config, frame: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """How the sub-networks on one target's measured front fare on every other target.
+
+    `tau`: Kendall rank correlation of their latencies on the two targets; `shared`:
+    the fraction of them that is also on the other target's front.
+    """
+    views = target_views(config)
+    fronts = {t: pareto_front(config, frame, objs) for t, objs in views.items()}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for source, front in fronts.items():
+        table[source] = {}
+        for other, other_front in fronts.items():
+            a, b = front[views[source][-1].name].to_numpy(), front[views[other][-1].name].to_numpy()
+            tau = float(kendalltau(a, b).statistic) if len(front) > 1 else float("nan")
+            shared = float(front["subnet_id"].isin(other_front["subnet_id"]).mean()) if len(front) else float("nan")
+            table[source][other] = {"tau": tau, "shared": shared}
+    return table
 
 
 def prospective_quality(config, frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -198,14 +240,20 @@ def prospective_quality(config, frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _records(front: pd.DataFrame) -> list[dict[str, Any]]:
+    keep = [c for c in front.columns if c not in ("run", "status", "error", "targets") and not c.startswith("pred:")]
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in front[keep].to_dict("records")]
+
+
 def summarize(config, frame: pd.DataFrame) -> dict[str, Any]:
     objectives = config.resolved_objectives()
-    front = pareto_front(config, frame)
-    value_cols = [c for c in front.columns if c not in ("run", "status", "error", "targets")]
-    pareto = [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k in value_cols and not str(k).startswith("pred:")}
-        for row in front.to_dict("records")
-    ]
+    pareto = _records(pareto_front(config, frame))
+    has_data = not successful(frame).empty
+    targets = {
+        target: {"objectives": [o.name for o in objs], "hypervolume": hypervolume_history(config, frame, objs),
+                 "pareto": _records(pareto_front(config, frame, objs)) if has_data else []}
+        for target, objs in target_views(config).items()
+    }
     return {
         "name": config.name,
         "mode": config.search.mode,
@@ -215,7 +263,9 @@ def summarize(config, frame: pd.DataFrame) -> dict[str, Any]:
         "failed": int((frame["status"] != "ok").sum()),
         "iterations": int(frame["iteration"].nunique()) if len(frame) else 0,
         "hypervolume": hypervolume_history(config, frame),
-        "normalization": normalization(config, frame).to_dict() if len(successful(frame)) else None,
+        "normalization": normalization(config, frame).to_dict() if has_data else None,
         "predictor_quality": prospective_quality(config, frame),
         "pareto": pareto,
+        "targets": targets,
+        "transferability": transferability(config, frame) if has_data and len(targets) > 1 else {},
     }
