@@ -94,12 +94,42 @@ def _build_from_config(supernet_config, progress: bool):
     return cls(**params)
 
 
+def fetch_checkpoint(uri: str | None) -> str | None:
+    """A local path for a checkpoint path or URI (file://, s3://BUCKET/KEY?endpoint=...).
+
+    Remote checkpoints are downloaded once into the cache, named by their URI.
+    """
+    import hashlib
+    import os
+    from urllib.parse import urlparse, urlunparse
+
+    if not uri:
+        return None
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:
+        return parsed.path if parsed.scheme == "file" else uri
+    from linas_lib.stores import open_store
+
+    folder, _, key = parsed.path.rpartition("/")
+    local = os.path.join(cache_dir(), "checkpoints", hashlib.sha256(uri.encode()).hexdigest()[:16] + "-" + key)
+    if not os.path.isfile(local):
+        data = open_store(urlunparse(parsed._replace(path=folder))).get_bytes(key)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        tmp = local + ".tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, local)
+    return local
+
+
 def prepare_checkpoint(supernet_config, progress: bool = True) -> str:
     """The checkpoint to use: the configured one, or the cached (trained once) built-in."""
-    return _build_from_config(supernet_config, progress).prepare(supernet_config.checkpoint, cache_dir())
+    checkpoint = fetch_checkpoint(supernet_config.checkpoint)
+    return _build_from_config(supernet_config, progress).prepare(checkpoint, cache_dir())
 
 
 def load_supernet(supernet_config, checkpoint: str | None = None, progress: bool = True):
     supernet = _build_from_config(supernet_config, progress)
-    supernet.load(checkpoint or supernet.prepare(supernet_config.checkpoint, cache_dir()))
+    local = fetch_checkpoint(checkpoint or supernet_config.checkpoint)
+    supernet.load(local if checkpoint else supernet.prepare(local, cache_dir()))
     return supernet
