@@ -127,3 +127,16 @@ def test_eight_concurrent_writer_processes_lose_nothing(store, endpoint):
     records = {(r["writer"], r["i"]) for r in (get_json(store, k) for k in keys)}
     assert records == {(w, i) for w in range(8) for i in range(15)}
     assert json.loads(store.get_bytes(keys[0]))["writer"] == 0
+
+
+def test_checkpoint_uri_on_s3_is_downloaded_once_into_the_cache(store, endpoint, tmp_path, monkeypatch):
+    from linas_lib.supernets import fetch_checkpoint
+
+    monkeypatch.setenv("LINAS_CACHE", str(tmp_path))
+    store.put_bytes("weights/net.pt", b"weights-bytes")
+    uri = f"{store.uri}/weights/net.pt?endpoint={endpoint}&secure=false"
+    local = fetch_checkpoint(uri)
+    assert open(local, "rb").read() == b"weights-bytes"
+    store.delete("weights/net.pt")
+    assert fetch_checkpoint(uri) == local  # cached: no second download
+    assert fetch_checkpoint(str(tmp_path / "x.pt")) == str(tmp_path / "x.pt")
