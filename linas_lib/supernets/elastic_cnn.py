@@ -338,13 +338,21 @@ class ElasticCNNSupernet:
             raise CheckpointError("elastic_cnn has no weights loaded; call load(checkpoint) first")
         return self._net.extract(decode(self.space, encoding))
 
+    @staticmethod
+    def _device() -> str:
+        """Accuracy runs on CUDA when a GPU is present, on the CPU otherwise: same code."""
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
     def _recalibrate(self, module) -> None:
         """Fresh batch-norm statistics for this sub-network (as OFA does before scoring)."""
         import torch
         from torch import nn
 
         train, _ = self._splits()
-        images = torch.from_numpy(train.x[: self.calibration_images])
+        device = next(module.parameters()).device
+        images = torch.from_numpy(train.x[: self.calibration_images]).to(device)
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.reset_running_stats()
@@ -355,9 +363,9 @@ class ElasticCNNSupernet:
                 module(chunk)
         module.eval()
 
-    def subnet(self, encoding: np.ndarray):
+    def subnet(self, encoding: np.ndarray, device: str = "cpu"):
         """The static, recalibrated sub-network in eval mode."""
-        module = self._static(encoding)
+        module = self._static(encoding).to(device)
         self._recalibrate(module)
         return module
 
@@ -365,10 +373,11 @@ class ElasticCNNSupernet:
         import torch
 
         _, test = self._splits()
-        x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
+        device = self._device()
+        x, y = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
         results = []
         for encoding in self.space.canonicalize(encodings):
-            module = self.subnet(encoding)
+            module = self.subnet(encoding, device)
             with torch.no_grad():
                 correct = sum(int((module(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(500), y.split(500)))
             macs, params = count_macs_params(module, x[:1])
