@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -127,6 +128,39 @@ def cmd_cluster_check(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    from linas_lib.deploy import measure_one, parse_subnet
+    from linas_lib.supernets import load_supernet
+
+    config = load_config(args.config)
+    supernet = load_supernet(config.supernet)
+    encoding = parse_subnet(supernet.space, args.subnet, config.seed)
+    targets = [t for part in args.targets or [] for t in part.split(",") if t] or None
+    rows = measure_one(config, supernet, encoding, targets)
+    print(f"sub-network {supernet.space.key(encoding)}: {encoding.tolist()}")
+    columns = ["target", "backend", "precision", "batch", "threads", "latency_ms", "cv", "p90_ms",
+               supernet.quality_metric, "error"]
+    table = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+    for line in [columns, ["-" * w for w in widths], *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from linas_lib.deploy import export_subnet
+
+    path = export_subnet(str(args.run_dir), args.subnet, args.format, int8=args.int8, out=args.out)
+    print(f"exported {args.subnet} to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linas", description="Lightweight Iterative NAS on Kubeflow Pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--max-concurrency", type=int, default=1)
     schedule.set_defaults(func=cmd_pipeline_schedule)
 
+    measure = sub.add_parser("measure", help="measure one sub-network on every listed target")
+    measure.add_argument("config", type=Path)
+    measure.add_argument("--subnet", default="random", help="'random', or gene indices as JSON or comma-separated")
+    measure.add_argument("--targets", nargs="*", help="target names (default: all of the config's)")
+    measure.set_defaults(func=cmd_measure)
+
+    export = sub.add_parser("export", help="write a measured sub-network as a deployable model")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--subnet", required=True, help="sub-network id from the run's measurements")
+    export.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    export.add_argument("--int8", action="store_true", help="OpenVINO INT8 via NNCF post-training quantization")
+    export.add_argument("--out", help="output folder (default: RUN_DIR/exports)")
+    export.set_defaults(func=cmd_export)
+
+    from linas_lib.analysis.predictor_quality import add_cli as add_predictor_quality
+
+    add_predictor_quality(sub)
+
     cluster = sub.add_parser("cluster", help="cluster tools").add_subparsers(dest="action", required=True)
     check = cluster.add_parser("check", help="can every hardware target be scheduled on the cluster's nodes?")
     check.add_argument("config", type=Path)
@@ -184,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"linas: {exc}", file=sys.stderr)
         return 2
     except _user_errors() as exc:
+        if os.environ.get("LINAS_DEBUG"):
+            raise
         print(f"linas: {exc}", file=sys.stderr)
         return 1
 
@@ -194,7 +248,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from pipelines.cluster import PreflightError
     from pipelines.submit import SubmitError
 
-    return (StoreError, PreflightError, SubmitError)
+    return (StoreError, PreflightError, SubmitError, FileNotFoundError, KeyError, ValueError)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ class TargetConfig(Placement):
     warmup: int = Field(10, ge=0)
     min_repeats: int = Field(30, ge=3)
     min_time_s: float = Field(0.3, ge=0)
+    calibration_samples: int = Field(64, ge=1, description="int8: calibration samples for quantization")
     node_fingerprint: dict[str, str] = Field(
         default_factory=dict, description="hardware labels of the matched nodes, filled in by the preflight"
     )
@@ -126,6 +127,11 @@ class TargetConfig(Placement):
 
     def backend_params(self) -> dict[str, Any]:
         return self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s"})
+
+    @property
+    def records_quality(self) -> bool:
+        """INT8 targets also measure the quantized model's quality."""
+        return self.precision == "int8"
 
     @property
     def image_role(self) -> str:
@@ -313,6 +319,7 @@ class LinasConfig(_Strict):
 
         quality = supernet_class(self.supernet.name).quality_metric
         allowed = [quality, "latency", *COMPLEXITY_OBJECTIVES]
+        allowed += [f"{quality}@{t.name}" for t in self.targets if t.records_quality]
         for name in self.objectives:
             if name not in allowed:
                 raise ValueError(f"objectives: unknown objective {name!r}; allowed: {', '.join(allowed)}")
@@ -342,7 +349,7 @@ class LinasConfig(_Strict):
                 out += [Objective(f"latency_norm@{t.name}", "min", "x largest") for t in self.targets]
             elif name == "latency":
                 out += [Objective(latency_column(t.name), "min", "ms") for t in self.targets]
-            elif name == quality:
+            elif name == quality or name.startswith(f"{quality}@"):
                 out.append(Objective(name, "max"))
             else:
                 out.append(Objective(name, "min"))

@@ -17,9 +17,14 @@ def measure_latency(supernet, encodings: np.ndarray, target, normalize: bool = F
     the platform's speed so latencies from different platforms can be pooled.
     """
     backend = build_backend(target.backend, **target.backend_params())
+    int8 = target.precision == "int8"
+    if int8:  # post-training quantization calibrates on the plugin's own data
+        n_batches = max(1, -(-target.calibration_samples // target.batch_size))
+        backend.set_calibration(supernet.calibration_inputs(target.batch_size, n_batches))
     space = supernet.space
     X = space.canonicalize(encodings)
     col = latency_column(target.name)
+    quality = supernet.quality_metric
     reference = None
     if normalize:
         module, inputs = supernet.export_module(space.canonicalize(space.upper)[0], target.batch_size)
@@ -29,9 +34,13 @@ def measure_latency(supernet, encodings: np.ndarray, target, normalize: bool = F
         row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "values": {}, "error": ""}
         try:
             module, inputs = supernet.export_module(encoding, target.batch_size)
-            result = backend.measure(module, inputs)
+            prepared = backend.prepare(module, inputs)
+            result = backend.time(prepared)
             row["values"] = {col: result.median_ms, f"latency_cv@{target.name}": result.cv,
                              f"latency_p90@{target.name}": result.p90_ms}
+            if int8 and hasattr(supernet, "evaluate_exported"):
+                # the quantized model's own quality: the INT8 search space is what is deployed
+                row["values"][f"{quality}@{target.name}"] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
             if reference:
                 row["values"][f"latency_norm@{target.name}"] = result.median_ms / reference
             row["fingerprint"] = {**result.fingerprint, **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}

@@ -1,0 +1,98 @@
+"""Hand-offs to deployment: measure one sub-network on many targets, export one.
+
+`linas measure` and `linas export` are thin wrappers around these two functions.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linas_lib.config import LinasConfig
+
+
+def parse_subnet(space, subnet: str, seed: int = 0) -> np.ndarray:
+    """'random', a JSON list of gene indices, or comma-separated indices -> canonical encoding."""
+    if subnet == "random":
+        return space.sample(1, seed)[0]
+    text = subnet.strip()
+    genes = json.loads(text) if text.startswith("[") else [int(g) for g in text.split(",") if g.strip()]
+    return space.canonicalize(genes)[0]
+
+
+def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Quality once, then latency on every chosen target: one row per target."""
+    from linas_lib.objectives import measure_latency, measure_quality
+
+    names = target_names or [t.name for t in config.targets]
+    unknown = sorted(set(names) - {t.name for t in config.targets})
+    if unknown:
+        raise ValueError(f"--targets: unknown target(s) {unknown}; the config has {[t.name for t in config.targets]}")
+    (quality,) = measure_quality(supernet, encoding[None, :])
+    rows = []
+    for target in (t for t in config.targets if t.name in names):
+        (lat,) = measure_latency(supernet, encoding[None, :], target)
+        fp = lat.get("fingerprint", {})
+        rows.append({
+            "target": target.name, "backend": target.backend, "precision": target.precision,
+            "batch": target.batch_size, "threads": target.threads,
+            "latency_ms": lat["values"].get(f"latency@{target.name}"),
+            "cv": lat["values"].get(f"latency_cv@{target.name}"),
+            "p90_ms": lat["values"].get(f"latency_p90@{target.name}"),
+            supernet.quality_metric: lat["values"].get(f"{supernet.quality_metric}@{target.name}",
+                                                       quality["values"].get(supernet.quality_metric)),
+            "error": "; ".join(e for e in (quality["error"], lat["error"]) if e),
+            "backend_version": fp.get("backend_version", ""),
+        })
+    return rows
+
+
+def export_subnet(run_dir: str, subnet_id: str, fmt: str, int8: bool = False, out: str | None = None) -> Path:
+    """Write the measured sub-network `subnet_id` of a run, with its weights, as ONNX or OpenVINO IR."""
+    from linas_lib.backends.export import export_onnx
+    from linas_lib.config import config_from_dict
+    from linas_lib.measurements import encodings
+    from linas_lib.runs import RunStore
+    from linas_lib.supernets import load_supernet
+
+    if fmt not in ("onnx", "openvino"):
+        raise ValueError(f"--format {fmt!r}: allowed: onnx, openvino")
+    if int8 and fmt != "openvino":
+        raise ValueError("--int8 needs --format openvino (NNCF post-training quantization)")
+    run = RunStore(run_dir)
+    if not run.store.exists("config.json"):
+        raise FileNotFoundError(f"{run_dir} is not a LINAS run directory (no config.json)")
+    from linas_lib.api.store import get_json
+
+    config = config_from_dict(get_json(run.store, "config.json"))
+    frame = run.load_measurements()
+    row = frame[frame["subnet_id"] == subnet_id]
+    if row.empty:
+        raise KeyError(f"sub-network {subnet_id!r} was not measured in {run_dir}")
+    encoding = encodings(row)[0]
+    supernet = load_supernet(config.supernet, progress=False)
+    batch = config.targets[0].batch_size
+    module, inputs = supernet.export_module(encoding, batch)
+    folder = Path(out or Path(run_dir) / "exports")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{subnet_id}{'-int8' if int8 else ''}"
+    if fmt == "onnx":
+        path = folder / f"{stem}.onnx"
+        path.write_bytes(export_onnx(module, inputs, dynamic_batch=True))
+    else:
+        import openvino as ov
+
+        from linas_lib.backends.openvino_backend import OpenVINOBackend
+
+        backend = OpenVINOBackend(precision="int8" if int8 else "fp32")
+        calibration = supernet.calibration_inputs(batch, max(1, -(-64 // batch))) if int8 else None
+        path = folder / f"{stem}.xml"
+        ov.save_model(backend.to_model(module, inputs, calibration), str(path))
+    (folder / f"{stem}.json").write_text(json.dumps({
+        "subnet_id": subnet_id, "encoding": encoding.tolist(), "architecture": {k: str(v) for k, v in supernet.space.decode(encoding).items()},
+        "supernet": config.supernet.name, "checkpoint_digest": getattr(supernet, "checkpoint_digest", None),
+        "format": fmt, "int8": int8, "measured": {k: v for k, v in row.iloc[0].items() if isinstance(v, float)},
+    }, indent=2, default=str))
+    return path
