@@ -1,0 +1,82 @@
+"""`linas measure` on several targets and `linas export` of a measured sub-network."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import yaml
+
+from linas_lib.cli import main
+from linas_lib.measurements import make_row, to_frame
+from linas_lib.runs import RunStore
+
+from conftest import SMOKE_YAML
+
+
+def _config_with_targets(tmp_path) -> str:
+    data = yaml.safe_load(SMOKE_YAML.read_text())
+    fast = {"batch_size": 8, "threads": 1, "warmup": 2, "min_repeats": 5, "min_time_s": 0.02}
+    data["targets"] = [
+        {"name": "cpu-ort", "backend": "onnxruntime", **fast},
+        {"name": "cpu-torch", "backend": "torch", **fast},
+        {"name": "cpu-ov-int8", "backend": "openvino", "precision": "int8", "calibration_samples": 16, **fast},
+    ]
+    path = tmp_path / "targets.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_measure_prints_one_row_per_target(tmp_path, smoke_checkpoint, capsys):
+    code = main(["measure", _config_with_targets(tmp_path), "--subnet", "random", "--targets", "cpu-ort", "cpu-ov-int8"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("sub-network ")
+    rows = [line.split() for line in lines[3:]]
+    assert [r[0] for r in rows] == ["cpu-ort", "cpu-ov-int8"]
+    for row in rows:
+        assert float(row[5]) > 0  # latency_ms
+        assert 0.0 <= float(row[8]) <= 1.0  # accuracy (the INT8 model's own on the INT8 target)
+
+
+def test_measure_rejects_unknown_target_and_bad_encoding(tmp_path, smoke_checkpoint, capsys):
+    config = _config_with_targets(tmp_path)
+    assert main(["measure", config, "--targets", "gpu-x"]) == 1
+    assert "unknown target(s) ['gpu-x']" in capsys.readouterr().err
+    assert main(["measure", config, "--subnet", "[1, 2]"]) == 1
+    assert "genes" in capsys.readouterr().err
+
+
+def _run_dir(tmp_path, smoke_config, space) -> tuple[str, str]:
+    run = RunStore(str(tmp_path / "run"))
+    run.save_config(smoke_config)
+    encoding = space.sample(1, 3)[0]
+    key = space.key(encoding)
+    run.save_measurements(to_frame([make_row(subnet_id=key, encoding=encoding, iteration=0,
+                                             values={"accuracy": 0.5, "latency@cpu-ort": 1.0})]))
+    return run.uri, key
+
+
+def test_export_onnx_runs_in_onnxruntime_with_any_batch(tmp_path, smoke_config, smoke_supernet, capsys):
+    import onnxruntime as ort
+
+    run_dir, key = _run_dir(tmp_path, smoke_config, smoke_supernet.space)
+    assert main(["export", run_dir, "--subnet", key, "--format", "onnx"]) == 0
+    path = tmp_path / "run" / "exports" / f"{key}.onnx"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: np.zeros((3, 1, 28, 28), np.float32)})[0]
+    assert logits.shape == (3, 10)
+    meta = json.loads((tmp_path / "run" / "exports" / f"{key}.json").read_text())
+    assert meta["subnet_id"] == key and meta["format"] == "onnx"
+
+
+def test_export_openvino_int8_and_unknown_subnet(tmp_path, smoke_config, smoke_supernet, capsys):
+    import openvino as ov
+
+    run_dir, key = _run_dir(tmp_path, smoke_config, smoke_supernet.space)
+    assert main(["export", run_dir, "--subnet", key, "--format", "openvino", "--int8"]) == 0
+    model = ov.Core().read_model(str(tmp_path / "run" / "exports" / f"{key}-int8.xml"))
+    assert any("FakeQuantize" in op.get_type_name() or "Convert" in op.get_type_name() for op in model.get_ops())
+    assert main(["export", run_dir, "--subnet", "nope", "--format", "onnx"]) == 1
+    assert "'nope' was not measured" in capsys.readouterr().err
+    assert main(["export", run_dir, "--subnet", key, "--format", "onnx", "--int8"]) == 1
