@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,12 @@ DEFAULT_TRAIN_SIZES = tuple(range(100, 1001, 100))
 DEFAULT_TEST_SIZE = 500
 DEFAULT_TRIALS = 100
 MEASUREMENTS_FILE = "measurements.parquet"
+PAIRWISE_TAU_MAX_N = 2000
+PREFERRED_ORDER = ("ridge", "svr_rbf", "svr_linear", "stacked")  # bases first, their stack last
 
-# Per-target statistics of a latency measurement (latency_cv@t, latency_p90@t, ...)
-# and the predictions logged before measuring (pred:...) are not objectives.
+# Per-target statistics of a latency measurement (latency_cv@t, latency_p90@t, and
+# latency_norm@t, which is latency@t over a constant) and the predictions logged
+# before measuring (pred:...) are not objectives of their own.
 _NOT_OBJECTIVE = re.compile(r"^(pred:|latency_[A-Za-z0-9]+@)")
 
 
@@ -55,6 +58,10 @@ def kendall_tau(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     n = len(actual)
     if n < 2:
         return np.full(len(predicted), np.nan)
+    if n > PAIRWISE_TAU_MAX_N:  # the pair arrays would be large: scipy's O(n log n) per row
+        from scipy.stats import kendalltau
+
+        return np.array([kendalltau(actual, p).statistic for p in predicted], dtype=np.float64)
     i, j = np.triu_indices(n, k=1)
     sa = np.sign(actual[i] - actual[j])
     n_pairs = len(i)
@@ -73,8 +80,9 @@ def objective_columns(frame: pd.DataFrame) -> list[str]:
     """The measured objectives among a table's value columns.
 
     Every float column other than the fixed ones, latency statistics
-    (latency_cv@..., latency_p90@...) and logged predictions (pred:...): the quality
-    metric (accuracy, hr@10, ...), latency@<target>, macs and params.
+    (latency_cv@..., latency_p90@..., latency_norm@...) and logged predictions
+    (pred:...): the quality metric (accuracy, hr@10, accuracy@<int8 target>, ...),
+    latency@<target>, macs and params.
     """
     return [
         c for c in frame.columns
@@ -101,9 +109,26 @@ def _split_sizes(n: int, test_size: int, train_sizes: Sequence[int]) -> tuple[in
     return n_test, sizes, notes
 
 
+_WARM: set = set()
+
+
+def _warm_up(space, predictors: Sequence[str]) -> None:
+    """Fit each predictor once on a few records, so fit times exclude first-call costs."""
+    key = (getattr(space, "name", id(space)), tuple(predictors))
+    if key in _WARM:
+        return
+    rng = np.random.default_rng(0)
+    X = space.canonicalize(rng.integers(0, space.cardinalities, size=(40, space.n_var)))
+    y = rng.standard_normal(len(X))
+    for name in predictors:
+        build_predictor(name, space).fit(X, y).predict(X[:5])
+    _WARM.add(key)
+
+
 def _trial(seed: int, trial: int, space, X_pool, Y_pool, X_test, Y_test, sizes, predictors,
            share_bases: bool, keep_predictions: bool) -> dict[str, Any]:
     """One trial: every predictor x objective x size on nested random subsets of the pool."""
+    _warm_up(space, predictors)
     rng = np.random.default_rng([seed, trial])
     order = rng.permutation(len(X_pool))
     n_pred, n_obj, n_size = len(predictors), Y_pool.shape[1], len(sizes)
@@ -149,6 +174,7 @@ def evaluate_predictor_quality(
     seed: int = 0,
     n_jobs: int = 1,
     share_bases: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Learning curves (MAPE %, Kendall tau) of each predictor on each objective.
 
@@ -158,17 +184,21 @@ def evaluate_predictor_quality(
     subsets of the rest, one per training size. With `share_bases`, ridge and
     svr_rbf are read off the stacked predictor's bases, which are exactly those
     models fitted on the same data, instead of being fitted twice (their fit times
-    are then not reported).
+    are then not reported). `n_jobs` worker processes run trials in parallel;
+    `progress(done, trials)` is called as trials finish.
     """
-    names = list(predictors) if predictors else predictor_names()
     available = predictor_names()
+    names = list(dict.fromkeys(predictors)) if predictors else [p for p in PREFERRED_ORDER if p in available] + [
+        p for p in available if p not in PREFERRED_ORDER]
     unknown = [p for p in names if p not in available]
     if unknown:
         raise ValueError(f"unknown predictor(s) {unknown}; available: {', '.join(available)}")
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
+    if test_size < 2:
+        raise ValueError(f"test_size must be at least 2, got {test_size}")
     ok = frame[frame["status"] == OK]
-    columns = list(objectives) if objectives else objective_columns(ok)
+    columns = list(dict.fromkeys(objectives)) if objectives else objective_columns(ok)
     missing = [c for c in columns if c not in ok.columns]
     if missing:
         raise ValueError(f"the measurement table has no column(s) {missing}; "
@@ -189,13 +219,18 @@ def evaluate_predictor_quality(
     args = (space, X_pool, Y_pool, X_test, Y_test, sizes, names, share_bases)
     started = time.perf_counter()
     if n_jobs == 1 or trials == 1:
-        results = [_trial(seed, t, *args, keep_predictions=t == 0) for t in range(trials)]
+        stream = (_trial(seed, t, *args, keep_predictions=t == 0) for t in range(trials))
     else:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=n_jobs)(
+        stream = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(_trial)(seed, t, *args, keep_predictions=t == 0) for t in range(trials)
         )
+    results = []
+    for result in stream:
+        results.append(result)
+        if progress is not None:
+            progress(len(results), trials)
     elapsed = time.perf_counter() - started
 
     mape_all = np.stack([r["mape"] for r in results])  # (trial, predictor, objective, size)
@@ -241,6 +276,7 @@ def evaluate_predictor_quality(
         "n_usable": int(n),
         "test_size": int(n_test),
         "test_size_requested": int(test_size),
+        "test_size_reduced": bool(n_test < test_size),
         "pool_size": int(len(pool)),
         "train_sizes": sizes,
         "trials": int(trials),
@@ -367,6 +403,20 @@ def _name_list(text: str) -> list[str]:
     return [v for v in re.split(r"[,\s]+", text.strip()) if v]
 
 
+def _progress_printer() -> Callable[[int, int], None]:
+    started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        if sys.stderr.isatty() or done == total or done % max(1, total // 10) == 0:
+            elapsed = time.perf_counter() - started
+            eta = elapsed / done * (total - done)
+            end = "\n" if done == total or not sys.stderr.isatty() else "\r"
+            print(f"trial {done}/{total}, {elapsed:.0f} s elapsed, ~{eta:.0f} s left", end=end,
+                  file=sys.stderr, flush=True)
+
+    return report
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         frame, parquet = load_measurements(args.measurements)
@@ -374,7 +424,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_predictor_quality(
             frame, space, objectives=args.objectives, predictors=args.predictors,
             train_sizes=args.train_sizes, test_size=args.test_size, trials=args.trials,
-            seed=args.seed, n_jobs=args.jobs,
+            seed=args.seed, n_jobs=args.jobs, progress=_progress_printer(),
         )
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"linas predictors evaluate: {exc}", file=sys.stderr)
@@ -411,12 +461,14 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     ev.add_argument("--objectives", type=_name_list, default=None,
                     help="comma-separated objective columns (default: every measured objective)")
     ev.add_argument("--predictors", type=_name_list, default=None,
-                    help=f"comma-separated predictors (default: all: {', '.join(predictor_names())})")
+                    help=f"comma-separated predictors (default: all registered: {', '.join(PREFERRED_ORDER)}, ...)")
     ev.add_argument("--train-sizes", type=_int_list, default=list(DEFAULT_TRAIN_SIZES),
                     help="comma-separated training-set sizes (default 100,200,...,1000; clipped to the pool)")
     ev.add_argument("--test-size", type=int, default=DEFAULT_TEST_SIZE,
                     help="fixed test-set size (default 500; min(500, n//3) for small tables)")
-    ev.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="random training subsets per size (default 100)")
+    ev.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                    help="random training subsets per size (default 100; with 4 objectives and a 1,000-record "
+                         "pool a trial costs roughly 10 CPU-seconds)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--supernet", default=None,
                     help="super-network whose search space encodes the table (default: the run's config.json, "

@@ -17,7 +17,7 @@ SVR hyperparameters, when left at 'auto':
 
 * epsilon follows Cherkassky & Ma (2004): 3 sigma sqrt(ln n / n), with the noise
   level sigma estimated by ridge regression's leave-one-out error (free with
-  RidgeCV), in standardized units;
+  RidgeCV), in standardized units, and at most 0.05 (see MAX_AUTO_EPSILON);
 * C (and, for the RBF kernel, the width) comes from a small candidate list scored
   on held-out folds. With a unit-diagonal kernel and standardized targets,
   Cherkassky & Ma's C = max|mean(y) +- 3 std(y)| is 3; the candidates span it.
@@ -30,8 +30,9 @@ import math
 from typing import Any, Callable
 
 import numpy as np
+from sklearn import config_context
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.linear_model import RidgeCV
+from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 from sklearn.utils.validation import check_is_fitted
@@ -42,15 +43,23 @@ from linas_lib.predictors.kernels import rbf_from_sq_distances, scale_gamma, sq_
 # RidgeCV's efficient leave-one-out picks alpha for the price of one fit.
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
 
-# (multiple of gamma='scale', C) tried for the RBF kernel when both are 'auto':
-# from the local kernel that suits noisy targets to the smooth, nearly additive one
-# that suits latency / MACs. A smoother kernel needs a larger C to express the same
-# function, hence the pairing (and the bounded solver time).
-RBF_CANDIDATES = ((1.0, 3.0), (0.3, 3.0), (0.1, 10.0))
-RBF_GAMMA_FACTORS = tuple(g for g, _ in RBF_CANDIDATES)
+# (multiple of gamma='scale', C) tried for the RBF kernel when both are 'auto': from
+# the local kernel that suits noisy targets to the smooth, nearly additive one that
+# suits latency / MACs. A smoother kernel needs a larger C to express the same
+# function, hence C = 3 / factor (3 being Cherkassky & Ma's C for this scaling).
+# Smoother kernels win with little data; above LARGE_N records the smoothest is
+# dropped and C is capped, because libsvm's time grows with n and C and the
+# local kernels catch up there.
+RBF_CANDIDATES = ((1.0, 3.0), (0.3, 10.0), (0.1, 30.0), (0.03, 100.0))
+LARGE_N, LARGE_N_RBF_CANDIDATES, LARGE_N_MAX_C = 500, 3, 10.0
+RBF_GAMMA_FACTORS = (1.0, 0.3, 0.1)
 C_CANDIDATES = (1.0, 3.0, 10.0)          # RBF with a fixed gamma
 LINEAR_C_CANDIDATES = (0.3, 1.0, 3.0)    # linear kernel, normalized to unit mean diagonal
 
+# Ridge's leave-one-out error is noise plus the model's own variance, so on small
+# training sets it overstates the noise, and Cherkassky & Ma's epsilon would hide
+# real differences inside the insensitive tube; 0.05 standard deviations bounds it.
+MAX_AUTO_EPSILON = 0.05
 MIN_SELECTION_SAMPLES = 20  # fewer: no held-out selection, the middle candidate is used
 PREDICT_CHUNK = 4096        # rows per kernel block in predict
 
@@ -59,8 +68,13 @@ _THREADPOOLS = None
 
 
 def single_threaded(method: Callable) -> Callable:
-    """Run with one BLAS thread: these matrices are small, and extra threads only
-    contend with libsvm and with other processes (e.g. parallel evaluation trials)."""
+    """Run with one BLAS thread and without scikit-learn's per-call input checks.
+
+    The matrices here are small: extra BLAS threads only contend with libsvm and with
+    other processes (e.g. parallel evaluation trials). The inputs of the inner
+    estimators are built here from validated encodings and finite targets, and their
+    checks would cost more than the solver on a few hundred records.
+    """
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
@@ -69,7 +83,8 @@ def single_threaded(method: Callable) -> Callable:
             from threadpoolctl import ThreadpoolController
 
             _THREADPOOLS = ThreadpoolController()
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        with _THREADPOOLS.limit(limits=1, user_api="blas"), \
+                config_context(assume_finite=True, skip_parameter_validation=True):
             return method(*args, **kwargs)
 
     return wrapper
@@ -126,6 +141,7 @@ class EncodingRegressor(RegressorMixin, BaseEstimator):
 # ---- ridge -------------------------------------------------------------------
 def _ridge_cv(F: np.ndarray, z: np.ndarray, alphas) -> tuple[RidgeCV, float]:
     """RidgeCV with its leave-one-out mean squared error at the chosen alpha."""
+    alphas = np.array(alphas, dtype=np.float64).reshape(-1)  # a copy: RidgeCV may write into it
     model = RidgeCV(alphas=alphas, store_cv_results=True).fit(F, z)
     loo = np.asarray(model.cv_results_, dtype=np.float64).reshape(len(z), -1).mean(axis=0)
     return model, float(np.nanmin(loo)) if np.isfinite(loo).any() else float("nan")
@@ -205,10 +221,12 @@ def _selection_folds(n: int, random_state) -> list[tuple[np.ndarray, np.ndarray]
 class SVRPredictor(EncodingRegressor):
     """epsilon-SVR with an RBF or linear kernel on active one-hot features.
 
-    C, epsilon and gamma accept 'auto' (see the module docstring) or a number.
-    epsilon is in standardized target units; gamma='scale' is scikit-learn's rule
-    and gamma (RBF only) multiplies nothing else. The linear kernel is normalized to
-    unit mean diagonal, so its C is on the same footing as the RBF kernel's.
+    C, epsilon and gamma accept 'auto' (see the module docstring) or a number;
+    gamma (RBF only, ignored for the linear kernel) also accepts 'scale',
+    scikit-learn's 1 / (n_features * X.var()). epsilon is in standardized target
+    units. The linear kernel is normalized to unit mean diagonal, like the RBF
+    kernel's unit diagonal, so one C scale serves both. `tol` is libsvm's stopping
+    tolerance for the final fit, `selection_tol` for candidate (and stacking) fits.
     """
 
     def __init__(self, space=None, kernel: str = "rbf", C="auto", epsilon="auto", gamma="auto",
@@ -255,6 +273,8 @@ class SVRPredictor(EncodingRegressor):
             return [(None, C) for C in Cs]
         g_scale = scale_gamma(F)
         if self.gamma == "auto" and self.C == "auto":
+            if len(F) > LARGE_N:
+                return [(f * g_scale, min(C, LARGE_N_MAX_C)) for f, C in RBF_CANDIDATES[:LARGE_N_RBF_CANDIDATES]]
             return [(f * g_scale, C) for f, C in RBF_CANDIDATES]
         if self.gamma == "auto":
             return [(f * g_scale, float(self.C)) for f in RBF_GAMMA_FACTORS]
@@ -271,7 +291,7 @@ class SVRPredictor(EncodingRegressor):
             if noise_mse is None:
                 noise_mse = _ridge_cv(F, z, RIDGE_ALPHAS)[1]
             self.noise_std_ = math.sqrt(noise_mse) if math.isfinite(noise_mse) else float("nan")
-            self.epsilon_ = cherkassky_ma_epsilon(self.noise_std_, n)
+            self.epsilon_ = min(cherkassky_ma_epsilon(self.noise_std_, n), MAX_AUTO_EPSILON)
         else:
             self.epsilon_ = float(self.epsilon)
 
@@ -331,7 +351,8 @@ class StackedPredictor(EncodingRegressor):
 
     Base-model hyperparameters are chosen once on all the data; with them fixed, a
     `cv`-fold split gives every record out-of-fold predictions of both bases, and the
-    final RidgeCV learns from those. The bases are then used as fitted on all data.
+    final ridge (RidgeCV; refitted with non-negative weights if a weight came out
+    negative) learns from those. The bases are then used as fitted on all data.
     """
 
     def __init__(self, space=None, cv: int = 5, alphas=RIDGE_ALPHAS, C="auto", epsilon="auto",
@@ -374,8 +395,20 @@ class StackedPredictor(EncodingRegressor):
                 continue
             m = _fit_svr(K[np.ix_(train, train)], z[train], svr.C_, svr.epsilon_, svr.selection_tol)
             Z[test, 1] = _svr_decision(K[np.ix_(test, train)], m)
-        self.final_estimator_ = RidgeCV(alphas=self.alphas).fit(Z, z)
-        self.weights_ = np.asarray(self.final_estimator_.coef_, dtype=np.float64)
+        final = RidgeCV(alphas=np.array(self.alphas, dtype=np.float64).reshape(-1)).fit(Z, z)
+        self.final_alpha_ = float(final.alpha_)
+        if np.any(final.coef_ < 0):
+            # Two correlated bases invite a large positive and a large negative weight
+            # that cancel on the training folds; stacked regression wants non-negative
+            # weights (Breiman, 1996), so refit at the chosen alpha with that constraint.
+            final = Ridge(alpha=self.final_alpha_, positive=True).fit(Z, z)
+        weights, intercept = np.asarray(final.coef_, dtype=np.float64).reshape(-1), float(final.intercept_)
+        if not np.any(weights > 0):
+            # no out-of-fold signal in either base (a handful of noisy records): average
+            # them rather than predict a constant, which would rank nothing
+            weights = np.full(Z.shape[1], 1.0 / Z.shape[1])
+            intercept = float(np.mean(z) - np.mean(Z @ weights))
+        self.weights_, self.final_intercept_ = weights, intercept
         return self
 
     def _base_predictions(self, F: np.ndarray) -> np.ndarray:
@@ -392,4 +425,4 @@ class StackedPredictor(EncodingRegressor):
         return {"ridge": Z[:, 0], "svr_rbf": Z[:, 1]}
 
     def _predict_z(self, F: np.ndarray) -> np.ndarray:
-        return self.final_estimator_.predict(self._base_predictions(F))
+        return self._base_predictions(F) @ self.weights_ + self.final_intercept_
