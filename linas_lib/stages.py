@@ -100,7 +100,9 @@ def evaluate_accuracy(
         raise ValueError(f"shard {shard} is outside 0..{shards - 1}")
     config = _config(config_json)
     _, X = _population(population_path)
-    rows = measure_quality(_supernet(config, checkpoint), X[shard::shards]) if len(X[shard::shards]) else []
+    supernet = _supernet(config, checkpoint)
+    wanted = supernet.quality_metric in config.objectives
+    rows = measure_quality(supernet, X[shard::shards], wanted) if len(X[shard::shards]) else []
     _write_json(output_path, rows)
     return len(rows)
 

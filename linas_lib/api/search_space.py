@@ -44,8 +44,6 @@ class SearchSpace:
     variables: Sequence[Variable]
     name: str = "space"
     _index: dict[str, int] = field(init=False, repr=False)
-    _parent: np.ndarray = field(init=False, repr=False)
-    _threshold_index: np.ndarray = field(init=False, repr=False)
     _conditions: list = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -55,10 +53,9 @@ class SearchSpace:
         self._index = {v.name: i for i, v in enumerate(self.variables)}
         if len(self._index) != len(self.variables):
             raise ValueError("variable names must be unique")
-        # parent[i] = index of the gene that switches gene i on (-1: always on);
-        # a gene is active when parent's option index >= threshold_index[i].
-        parent = np.full(self.n_var, -1, dtype=np.int64)
-        threshold = np.zeros(self.n_var, dtype=np.int64)
+        # (gene, parent gene, on[option index of the parent]) per conditional gene:
+        # a lookup table, so options may be listed in any order.
+        self._conditions = []
         for i, var in enumerate(self.variables):
             if var.active_when is None:
                 continue
@@ -69,10 +66,7 @@ class SearchSpace:
                     f"got {var.active_when.variable!r}"
                 )
             options = np.asarray(self.variables[p].options, dtype=float)
-            threshold[i] = int(np.searchsorted(np.sort(options), var.active_when.at_least))
-            parent[i] = p
-        self._parent, self._threshold_index = parent, threshold
-        self._conditions = [(int(i), int(parent[i]), int(threshold[i])) for i in np.flatnonzero(parent >= 0)]
+            self._conditions.append((i, p, options >= var.active_when.at_least))
 
     # ---- shape -------------------------------------------------------------
     @property
@@ -126,8 +120,8 @@ class SearchSpace:
     def active_mask(self, encodings: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(encodings)
         mask = np.ones(X.shape, dtype=bool)
-        for i, p, threshold in self._conditions:  # parents precede children
-            mask[:, i] = mask[:, p] & (X[:, p] >= threshold)
+        for i, p, on in self._conditions:  # parents precede children
+            mask[:, i] = mask[:, p] & on[X[:, p]]
         return mask
 
     def canonicalize(self, encodings: Any) -> np.ndarray:

@@ -15,7 +15,7 @@ def supernet_measure(config, supernet):
     from linas_lib.measurements import combine
 
     def measure(iteration, X, predictions=None):
-        quality = measure_quality(supernet, X)
+        quality = measure_quality(supernet, X, supernet.quality_metric in config.objectives)
         latency = {t.name: measure_latency(supernet, X, t, config.search.normalize_latency) for t in config.targets}
         return combine(iteration=iteration, run=config.name, quality_rows=quality, latency_rows=latency,
                        predictions=predictions)

@@ -40,7 +40,7 @@ class OFAMobileNetV3(nn.Module):
         final_expand_width = make_divisible(BASE_WIDTHS[-2] * width_mult)
         last_channel = make_divisible(BASE_WIDTHS[-1] * width_mult)
         self.first_conv = _nn.conv_layer(3, widths[0], 3, 2, act="h_swish")
-        first = _nn.MBConvLayer(widths[0], widths[1], 3, STRIDES[0], widths[0], ACTS[0], SE[0], expand=False)
+        first = _nn.mbconv_layer(widths[0], widths[1], 3, STRIDES[0], widths[0], ACTS[0], SE[0], expand=False)
         blocks = [_nn.ResidualBlock(first, nn.Identity() if widths[0] == widths[1] else None)]
         self.block_group_info: list[list[int]] = []
         feature = widths[1]

@@ -74,31 +74,38 @@ class SEModule(nn.Module):
 
 
 class MBConvLayer(nn.Module):
-    """A static inverted-bottleneck block (OFA's MBConvLayer)."""
+    """A static inverted-bottleneck block (OFA's MBConvLayer): `inverted_bottleneck`
+    (1x1 conv, bn, act; absent at expansion ratio 1), `depth_conv` (depthwise conv, bn,
+    act, optional `se`) and `point_linear` (1x1 conv, bn)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, mid: int, act: str, use_se: bool,
-                 expand: bool = True):
+    def __init__(self, inverted_bottleneck: nn.Sequential | None, depth_conv: nn.Sequential,
+                 point_linear: nn.Sequential):
         super().__init__()
-        self.in_channels, self.out_channels, self.mid_channels = cin, cout, mid
-        self.kernel_size, self.stride = kernel, stride
-        if expand:
-            self.inverted_bottleneck = conv_layer(cin, mid, 1, act=act)
-        else:
-            self.inverted_bottleneck = None
-        depth = [
-            ("conv", nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False)),
-            ("bn", nn.BatchNorm2d(mid)),
-            ("act", activation(act)),
-        ]
-        if use_se:
-            depth.append(("se", SEModule(mid)))
-        self.depth_conv = nn.Sequential(OrderedDict(depth))
-        self.point_linear = conv_layer(mid, cout, 1, act=None)
+        self.inverted_bottleneck = inverted_bottleneck
+        self.depth_conv = depth_conv
+        self.point_linear = point_linear
 
     def forward(self, x):
         if self.inverted_bottleneck is not None:
             x = self.inverted_bottleneck(x)
         return self.point_linear(self.depth_conv(x))
+
+
+def mbconv_layer(cin: int, cout: int, kernel: int, stride: int, mid: int, act: str, use_se: bool,
+                 expand: bool = True) -> MBConvLayer:
+    depth = [
+        ("conv", nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False)),
+        ("bn", nn.BatchNorm2d(mid)),
+        ("act", activation(act)),
+    ]
+    if use_se:
+        depth.append(("se", SEModule(mid)))
+    return MBConvLayer(conv_layer(cin, mid, 1, act=act) if expand else None,
+                       nn.Sequential(OrderedDict(depth)), conv_layer(mid, cout, 1, act=None))
+
+
+def sequential(**modules: nn.Module | None) -> nn.Sequential:
+    return nn.Sequential(OrderedDict((k, v) for k, v in modules.items() if v is not None))
 
 
 class ResidualBlock(nn.Module):
@@ -115,22 +122,13 @@ class ResidualBlock(nn.Module):
 
 
 class ResNetBottleneckBlock(nn.Module):
-    """A static bottleneck block (OFA's ResNetBottleneckBlock, 'avgpool_conv' downsampling)."""
+    """A static bottleneck block (OFA's ResNetBottleneckBlock): conv1 (1x1), conv2 (3x3,
+    stride), conv3 (1x1, no act), `downsample` (identity, or 'avgpool_conv': average
+    pooling at stride > 1, 1x1 conv, bn) and a final ReLU after the sum."""
 
-    def __init__(self, cin: int, cout: int, mid: int, stride: int, identity: bool):
+    def __init__(self, conv1: nn.Sequential, conv2: nn.Sequential, conv3: nn.Sequential, downsample: nn.Module):
         super().__init__()
-        self.in_channels, self.out_channels, self.mid_channels, self.stride = cin, cout, mid, stride
-        self.conv1 = conv_layer(cin, mid, 1)
-        self.conv2 = conv_layer(mid, mid, 3, stride)
-        self.conv3 = conv_layer(mid, cout, 1, act=None)
-        if identity:
-            self.downsample = nn.Identity()
-        else:
-            layers: list[tuple[str, nn.Module]] = []
-            if stride > 1:  # OFA's AvgPool2d(kernel=stride) is the identity at stride 1
-                layers.append(("avg_pool", nn.AvgPool2d(stride, stride, 0, ceil_mode=True)))
-            layers += [("conv", nn.Conv2d(cin, cout, 1, bias=False)), ("bn", nn.BatchNorm2d(cout))]
-            self.downsample = nn.Sequential(OrderedDict(layers))
+        self.conv1, self.conv2, self.conv3, self.downsample = conv1, conv2, conv3, downsample
         self.final_act = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -289,16 +287,13 @@ class DynamicMBConvLayer(nn.Module):
     @torch.no_grad()
     def extract(self, kernel: int, expand: float) -> MBConvLayer:
         mid = self.mid_channels(expand)
-        layer = MBConvLayer(self.in_channels, self.out_channels, kernel, self.stride, mid, self.act, self.use_se)
-        layer.inverted_bottleneck.conv = self.inverted_bottleneck.conv.extract(mid, self.in_channels)
-        layer.inverted_bottleneck.bn = self.inverted_bottleneck.bn.extract(mid)
-        layer.depth_conv.conv = self.depth_conv.conv.extract(mid, kernel)
-        layer.depth_conv.bn = self.depth_conv.bn.extract(mid)
-        if self.use_se:
-            layer.depth_conv.se = self.depth_conv.se.extract(mid)
-        layer.point_linear.conv = self.point_linear.conv.extract(self.out_channels, mid)
-        layer.point_linear.bn = self.point_linear.bn.extract(self.out_channels)
-        return layer
+        ib, dc, pl = self.inverted_bottleneck, self.depth_conv, self.point_linear
+        return MBConvLayer(
+            sequential(conv=ib.conv.extract(mid, self.in_channels), bn=ib.bn.extract(mid), act=activation(self.act)),
+            sequential(conv=dc.conv.extract(mid, kernel), bn=dc.bn.extract(mid), act=activation(self.act),
+                       se=dc.se.extract(mid) if self.use_se else None),
+            sequential(conv=pl.conv.extract(self.out_channels, mid), bn=pl.bn.extract(self.out_channels)),
+        )
 
 
 class DynamicConvLayer(nn.Module):
@@ -316,10 +311,8 @@ class DynamicConvLayer(nn.Module):
 
     @torch.no_grad()
     def extract(self, out_channels: int, in_channels: int) -> nn.Sequential:
-        layer = conv_layer(in_channels, out_channels, self.kernel_size, self.stride)
-        layer.conv = self.conv.extract(out_channels, in_channels)
-        layer.bn = self.bn.extract(out_channels)
-        return layer
+        return sequential(conv=self.conv.extract(out_channels, in_channels), bn=self.bn.extract(out_channels),
+                          act=nn.ReLU(inplace=True))
 
 
 class DynamicResNetBottleneckBlock(nn.Module):
@@ -330,7 +323,8 @@ class DynamicResNetBottleneckBlock(nn.Module):
         self.stride, self.identity = stride, identity
         max_mid = bottleneck_mid(max_out, max_expand)
         self.conv1 = nn.Sequential(OrderedDict([
-            ("conv", DynamicConv2d(max_in, max_mid)), ("bn", DynamicBatchNorm2d(max_mid)), ("act", nn.ReLU(inplace=True)),
+            ("conv", DynamicConv2d(max_in, max_mid)), ("bn", DynamicBatchNorm2d(max_mid)),
+            ("act", nn.ReLU(inplace=True)),
         ]))
         self.conv2 = nn.Sequential(OrderedDict([
             ("conv", DynamicConv2d(max_mid, max_mid, 3, stride)), ("bn", DynamicBatchNorm2d(max_mid)),
@@ -363,15 +357,21 @@ class DynamicResNetBottleneckBlock(nn.Module):
     @torch.no_grad()
     def extract(self, in_channels: int, out_channels: int, expand: float) -> ResNetBottleneckBlock:
         mid = bottleneck_mid(out_channels, expand)
-        block = ResNetBottleneckBlock(in_channels, out_channels, mid, self.stride, self.identity)
-        for name, (cout, cin) in (("conv1", (mid, in_channels)), ("conv2", (mid, mid)), ("conv3", (out_channels, mid))):
-            src, dst = getattr(self, name), getattr(block, name)
-            dst.conv = src.conv.extract(cout, cin)
-            dst.bn = src.bn.extract(cout)
-        if not self.identity:
-            block.downsample.conv = self.downsample.conv.extract(out_channels, in_channels)
-            block.downsample.bn = self.downsample.bn.extract(out_channels)
-        return block
+
+        def part(src, cout, cin, act=True):
+            return sequential(conv=src.conv.extract(cout, cin), bn=src.bn.extract(cout),
+                              act=nn.ReLU(inplace=True) if act else None)
+
+        if self.identity:
+            downsample = nn.Identity()
+        else:
+            pool = nn.AvgPool2d(self.stride, self.stride, 0, ceil_mode=True) if self.stride > 1 else None
+            downsample = sequential(avg_pool=pool, conv=self.downsample.conv.extract(out_channels, in_channels),
+                                    bn=self.downsample.bn.extract(out_channels))
+        return ResNetBottleneckBlock(
+            part(self.conv1, mid, in_channels), part(self.conv2, mid, mid), part(self.conv3, out_channels, mid, False),
+            downsample,
+        )
 
 
 def bottleneck_mid(out_channels: int, expand: float) -> int:

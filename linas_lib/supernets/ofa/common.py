@@ -4,12 +4,11 @@ No torch at import time: search-only stages build a plugin just for its space.
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import urlparse, urlunparse
 
 import numpy as np
 
@@ -18,9 +17,6 @@ from linas_lib.supernets.elastic_cnn import CheckpointError, file_digest
 
 log = logging.getLogger(__name__)
 
-#: `prepare(None, ...)` returns this kind of URI: an untrained, seeded super-network for
-#: latency, MACs and parameter counts only (OFA's he_fout initialisation).
-UNTRAINED_SCHEME = "untrained"
 CHANNEL_DIVISIBLE = 8
 
 
@@ -42,51 +38,43 @@ def make_divisible(v: float, divisor: int = CHANNEL_DIVISIBLE, min_val: int | No
 
 
 # ---- checkpoints ------------------------------------------------------------------------
-def _scheme(uri: str) -> str:
-    scheme = urlparse(uri).scheme
-    return scheme if len(scheme) > 1 else ""  # C:\ is not a scheme
+UNTRAINED_FORMAT = "linas-ofa-untrained"
 
 
-def untrained_uri(name: str, seed: int) -> str:
-    return f"{UNTRAINED_SCHEME}://{name}?seed={seed}"
+def untrained_marker(name: str, seed: int, cache_dir: str) -> Path:
+    """The checkpoint `prepare(None, ...)` hands out: a small JSON file naming an untrained,
+    seeded super-network (OFA's he_fout initialisation). A file rather than a made-up URI,
+    so it travels wherever a checkpoint path does; every process rebuilds the same weights."""
+    path = Path(cache_dir).expanduser() / "ofa" / f"{name}-untrained-seed{seed}.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"format": UNTRAINED_FORMAT, "supernet": name, "seed": seed}))
+        os.replace(tmp, path)
+    return path
 
 
-def is_untrained(uri: str) -> bool:
-    return _scheme(uri) == UNTRAINED_SCHEME
-
-
-def local_checkpoint(uri: str, cache_dir: str) -> Path:
-    """A local file for a checkpoint path, file:// URI or store URI (e.g. s3://BUCKET/KEY?endpoint=...).
-
-    Remote objects are fetched once into `cache_dir/ofa/` with a sha256 sidecar.
-    """
-    scheme = _scheme(uri)
-    if scheme in ("", "file"):
-        path = Path(urlparse(uri).path if scheme else uri).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {uri!r} does not exist")
-        return path
-    from linas_lib.stores import open_store
-
-    parsed = urlparse(uri)
-    parent, _, name = parsed.path.rpartition("/")
-    if not name:
-        raise CheckpointError(f"checkpoint {uri!r} names no object (it ends with '/')")
-    tag = hashlib.sha1(uri.encode()).hexdigest()[:12]
-    target = Path(cache_dir).expanduser() / "ofa" / f"{tag}-{name}"
-    sidecar = target.with_suffix(target.suffix + ".sha256")
-    if target.is_file() and sidecar.is_file() and sidecar.read_text().strip() == file_digest(target):
-        return target
+def read_untrained_marker(path: Path) -> dict | None:
+    if path.suffix != ".json" or path.stat().st_size > 4096:
+        return None
     try:
-        data = open_store(urlunparse(parsed._replace(path=parent))).get_bytes(name)
+        doc = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == UNTRAINED_FORMAT else None
+
+
+def local_checkpoint(uri: str) -> Path:
+    """A local file for a checkpoint path, file:// URI or store URI (s3://BUCKET/KEY?endpoint=...)."""
+    from linas_lib.supernets import fetch_checkpoint
+
+    try:
+        path = Path(fetch_checkpoint(uri)).expanduser()
     except Exception as exc:
         raise CheckpointError(f"could not read checkpoint {uri!r}: {exc}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-    sidecar.write_text(hashlib.sha256(data).hexdigest())
-    return target
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {uri!r} does not exist")
+    return path
 
 
 def read_state_dict(path: Path, uri: str, trust: bool) -> dict[str, Any]:
@@ -98,12 +86,17 @@ def read_state_dict(path: Path, uri: str, trust: bool) -> dict[str, Any]:
     sidecar = path.with_suffix(path.suffix + ".sha256")
     if sidecar.is_file() and sidecar.read_text().strip() != file_digest(path):
         raise CheckpointError(f"checkpoint {uri!r} does not match its recorded sha256 digest")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] != b"PK" and magic[:1] != b"\x80":  # zip (torch >= 1.6) or a legacy pickle
+        raise CheckpointError(f"checkpoint {uri!r} is not a torch checkpoint")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"checkpoint {uri!r} holds more than tensors and was not unpickled ({str(exc).splitlines()[0]}); "
-            "if you trust the file, set supernet.params.trust_checkpoint: true"
+            f"checkpoint {uri!r} holds objects other than tensors, so it was not unpickled "
+            "(torch.load(weights_only=True) refused it); if you trust the file, set "
+            "supernet.params.trust_checkpoint: true"
         ) from None
     except Exception as exc:
         raise CheckpointError(f"checkpoint {uri!r} is not a torch checkpoint: {exc}") from None
@@ -242,33 +235,32 @@ class OFASupernet:
         return self._net
 
     def prepare(self, checkpoint: str | None, cache_dir: str) -> str:
-        """The checkpoint as a local path; without one, an ``untrained://`` URI (latency only)."""
+        """The checkpoint as a local path; without one, a marker file of the untrained network."""
         if not checkpoint:
             log.warning("%s: no supernet.checkpoint; using an untrained network, good for latency, MACs and "
                         "parameters only (accuracy needs the released OFA weights %s)", self.name, self.ofa_net_id)
-            return untrained_uri(self.name, self.seed)
-        if is_untrained(checkpoint):
-            return checkpoint
-        return str(local_checkpoint(checkpoint, cache_dir))
+            return str(untrained_marker(self.name, self.seed, cache_dir))
+        return str(local_checkpoint(checkpoint))
 
     def load(self, checkpoint: str) -> None:
         import torch
 
-        if is_untrained(checkpoint):
+        path = local_checkpoint(checkpoint)
+        marker = read_untrained_marker(path)
+        if marker is not None:
             from linas_lib.supernets.ofa._nn import init_he_fout
 
-            seed = dict(p.split("=", 1) for p in urlparse(checkpoint).query.split("&") if "=" in p).get("seed")
+            if marker.get("supernet") != self.name:
+                raise CheckpointError(
+                    f"{checkpoint!r} describes an untrained {marker.get('supernet')!r}, not {self.name}"
+                )
             net = self._new_network()
-            init_he_fout(net, int(seed) if seed is not None else self.seed)
+            init_he_fout(net, int(marker.get("seed", self.seed)))
             self._net, self.trained, self.checkpoint_digest = net.eval(), False, None
             return
-        from linas_lib.supernets import cache_dir
-
-        path = local_checkpoint(checkpoint, cache_dir())
         state = read_state_dict(path, checkpoint, self.trust_checkpoint)
         net = self._new_network()
-        what = f"{self.name} ({self.ofa_net_id})"
-        matched = match_state_dict(net, state, checkpoint, what)
+        matched = match_state_dict(net, state, checkpoint, f"{self.name} ({self.ofa_net_id})")
         with torch.no_grad():
             net.load_state_dict(matched, strict=True)
         self._net, self.trained, self.checkpoint_digest = net.eval(), True, file_digest(path)
@@ -345,15 +337,21 @@ class OFASupernet:
 
         self._require_weights("accuracy")
         data = self._eval_data("accuracy")
+        from tqdm.auto import tqdm
+
         results = []
+        n_images = min(len(data), self.eval_images or len(data))
         for encoding, complexity in zip(self.space.canonicalize(encodings), self.complexity(encodings)):
             module = self.subnet(encoding, self.device)
             correct = total = 0
+            bar = tqdm(total=n_images, desc=f"{self.name} accuracy", unit="img", leave=False, disable=not self.progress)
             with torch.no_grad():
                 for x, y in data.batches(self.batch_size, limit=self.eval_images):
                     pred = module(x.to(self.device)).argmax(1).cpu().numpy()
                     correct += int((pred == y).sum())
                     total += len(y)
+                    bar.update(len(y))
+            bar.close()
             results.append({"accuracy": correct / total, **complexity})
         return results
 

@@ -1,0 +1,122 @@
+"""A plugin that lives outside the package (tests/plugins/toy_plugin.py): imported by
+path, and named in a config as supernet.plugin_file."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import linas_lib.supernets as supernets
+from linas_lib.api.supernet import SuperNetwork
+from linas_lib.config import ConfigError, config_from_dict, config_from_json
+from linas_lib.supernets import load_supernet, supernet_class, supernet_names, supernet_registry, supernet_space
+
+PLUGIN = Path(__file__).parent / "plugins" / "toy_plugin.py"
+STEPS = 80  # a short training run is enough to beat chance
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch, tmp_path):
+    """Each test registers the plugin anew; tiny ops run fastest on one thread."""
+    entries = dict(supernet_registry._entries)
+    loaded = dict(getattr(supernets, "_loaded_files", {}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("LINAS_CACHE", str(tmp_path / "cache"))
+    yield
+    torch.set_num_threads(threads)
+    supernet_registry._entries.clear()
+    supernet_registry._entries.update(entries)
+    if hasattr(supernets, "_loaded_files"):
+        supernets._loaded_files.clear()
+        supernets._loaded_files.update(loaded)
+
+
+def import_by_path(path: Path, name: str = "toy_plugin_under_test"):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def onnx_runner(module, example):
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), example, buf, dynamo=False, input_names=["input"], opset_version=17,
+                          dynamic_axes={"input": {0: "batch"}})
+    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"input": np.asarray(x, dtype=np.float32)})[0]
+
+
+def test_plugin_imported_by_path_registers_builds_a_space_evaluates_and_exports(tmp_path):
+    assert "toy_mlp" not in supernet_names()
+    module = import_by_path(PLUGIN)
+    assert "toy_mlp" in supernet_names()
+    assert supernet_class("toy_mlp") is module.ToyMLP
+
+    space = supernet_space("toy_mlp")
+    assert space.names == ["depth", "layer0.width", "layer1.width", "layer2.width"]
+    shallow = space.canonicalize([0, 2, 2, 2])[0]  # depth 1: the widths of layers 2 and 3 do not exist
+    assert shallow.tolist() == [0, 2, 0, 0]
+
+    plugin = module.ToyMLP(steps=STEPS)
+    assert isinstance(plugin, SuperNetwork)
+    checkpoint = plugin.prepare(None, str(tmp_path))
+    assert plugin.prepare(None, str(tmp_path)) == checkpoint  # trained once, then cached
+    plugin.load(checkpoint)
+
+    largest = space.canonicalize(space.upper)[0]
+    (row,) = plugin.evaluate(largest[None, :])
+    assert set(row) == {"accuracy", "macs", "params"}
+    assert row["accuracy"] > 0.4  # 4 classes: chance is ~0.25
+    assert row["macs"] == 16 * 64 + 64 * 64 * 2 + 64 * 4
+    smaller = plugin.evaluate(shallow[None, :])[0]
+    assert smaller["params"] < row["params"]
+
+    exported, (example,) = plugin.export_module(largest, batch_size=8)
+    assert tuple(example.shape) == (8, 16) and not exported.training
+    run = onnx_runner(exported, (example,))
+    with torch.no_grad():
+        np.testing.assert_allclose(run(example.numpy()), exported(example).numpy(), rtol=1e-4, atol=1e-5)
+    assert plugin.evaluate_exported(largest, run)["accuracy"] == pytest.approx(row["accuracy"], abs=1e-3)
+    batches = plugin.calibration_inputs(batch_size=8, n_batches=3)
+    assert len(batches) == 3 and all(tuple(b[0].shape) == (8, 16) for b in batches)
+
+    with pytest.raises(ValueError, match="not a toy_mlp checkpoint"):
+        bogus = tmp_path / "bogus.pt"
+        torch.save({"weights": torch.zeros(1)}, bogus)
+        plugin.load(str(bogus))
+
+
+def test_plugin_file_named_in_the_config_is_loaded_and_used(tmp_path):
+    assert "toy_mlp" not in supernet_names()
+    config = config_from_dict({"supernet": {"name": "toy_mlp", "plugin_file": str(PLUGIN), "params": {"steps": STEPS}}})
+    assert config.supernet.name == "toy_mlp" and "toy_mlp" in supernet_names()
+    assert [o.name for o in config.resolved_objectives()][0] == "accuracy"
+    # Pipeline stages get the config as JSON in a fresh process: it must validate again.
+    assert config_from_json(config.to_json()).supernet.plugin_file == str(PLUGIN)
+
+    supernet = load_supernet(config.supernet, progress=False)  # trains into $LINAS_CACHE, then loads
+    X = supernet.space.sample(3, rng=0)
+    rows = supernet.evaluate(X)
+    assert len(rows) == 3 and all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    module, (example,) = supernet.export_module(X[0], batch_size=4)
+    assert module(example).shape == (4, 4)
+
+
+def test_missing_plugin_file_is_a_clear_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="plugin_file"):
+        config_from_dict({"supernet": {"name": "toy_mlp", "plugin_file": str(tmp_path / "nope.py")}})
+
+
+def test_plugin_name_without_its_file_is_unknown():
+    with pytest.raises(ConfigError, match="unknown super-network 'toy_mlp'"):
+        config_from_dict({"supernet": {"name": "toy_mlp"}})
