@@ -36,7 +36,8 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) bench/search_overhead.py
+	$(PY) bench/search_overhead.py --quick
+	$(PY) bench/latency.py --quick
 
 images:
 	images/build.sh

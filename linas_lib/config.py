@@ -101,6 +101,7 @@ class TargetConfig(Placement):
     min_repeats: int = Field(30, ge=3)
     min_time_s: float = Field(0.3, ge=0)
     calibration_samples: int = Field(64, ge=1, description="int8: calibration samples for quantization")
+    params: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings, e.g. lut: {table: PATH}")
     node_fingerprint: dict[str, str] = Field(
         default_factory=dict, description="hardware labels of the matched nodes, filled in by the preflight"
     )
@@ -120,13 +121,21 @@ class TargetConfig(Placement):
         return _check_name("latency backend", v, backend_names())
 
     @model_validator(mode="after")
-    def _gpu_for_cuda(self) -> "TargetConfig":
+    def _supported(self) -> "TargetConfig":
+        from linas_lib.backends import backend_registry
+
+        backend = backend_registry.get(self.backend)
+        for field_name, allowed in (("device", backend.devices), ("precision", backend.precisions)):
+            if getattr(self, field_name) not in allowed:
+                raise ValueError(f"target {self.name!r}: backend {self.backend} supports {field_name} "
+                                 f"{', '.join(allowed)}; got {getattr(self, field_name)!r}")
         if self.device == "cuda" and self.resources.gpu == 0:
             raise ValueError(f"target {self.name!r}: device cuda needs resources.gpu >= 1")
         return self
 
     def backend_params(self) -> dict[str, Any]:
-        return self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s"})
+        base = self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s"})
+        return {**base, **self.params}
 
     @property
     def records_quality(self) -> bool:

@@ -86,8 +86,13 @@ def _ok_first(col: pd.Series) -> pd.Series:
     return col.map({OK: 0, FAILED: 1}) if col.name == "status" else col
 
 
-def successful(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"] == OK]
+def successful(frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows measured without error (and, given `columns`, with a finite value in each)."""
+    ok = frame[frame["status"] == OK]
+    if columns:
+        present = [c for c in columns if c in ok.columns]
+        ok = ok[np.isfinite(ok[present].to_numpy(dtype=float)).all(axis=1)] if present else ok
+    return ok
 
 
 def encodings(frame: pd.DataFrame) -> np.ndarray:
@@ -98,7 +103,7 @@ def encodings(frame: pd.DataFrame) -> np.ndarray:
 
 def objective_matrix(frame: pd.DataFrame, objectives: list[Objective]) -> np.ndarray:
     """(n, n_obj) minimization-form values of the successful rows."""
-    ok = successful(frame)
+    ok = successful(frame, [o.name for o in objectives])
     missing = [o.name for o in objectives if o.name not in ok.columns]
     if missing:
         raise KeyError(f"the measurement table has no column for objective(s) {missing}")

@@ -303,7 +303,7 @@ def build_table(
     overhead = float(np.median(residuals)) if residuals else call.median_ms
     fit_rows = [{"direct_ms": r.median_ms, "predicted_ms": partial.predict_units(u)[0] + overhead} for u, r in fits]
     meta = {
-        "supernet": type(supernet).__name__,
+        "supernet": getattr(supernet, "name", None) or type(supernet).__name__,
         "batch_size": int(batch_size),
         "subnetworks": len(encodings),
         "units_measured": len(new_units),

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from linas_lib.backends import backend_registry
 from linas_lib.backends.base import Backend, Prepared, chunked_runner
 from linas_lib.backends.export import export_onnx, input_names
@@ -63,13 +61,14 @@ class OnnxRuntimeBackend(Backend):
         session = self._session(onnx_bytes)
         t2 = time.perf_counter()
         arrays = [to_numpy(x) for x in example_inputs]
-        names = [i.name for i in session.get_inputs()]
-        assert names == input_names(example_inputs)[: len(names)], names
-        feed = dict(zip(names, arrays))
+        # the exporter drops inputs the graph does not use: feed the session's inputs by name
+        position = {name: i for i, name in enumerate(input_names(example_inputs))}
+        used = [(i.name, position[i.name]) for i in session.get_inputs()]
+        feed = {name: arrays[k] for name, k in used}
         output = session.get_outputs()[0].name
 
         def static_call(chunk):
-            return session.run([output], dict(zip(names, chunk)))[0]
+            return session.run([output], {name: chunk[k] for name, k in used})[0]
 
         runner = chunked_runner(static_call, [a.shape for a in arrays], [a.dtype for a in arrays])
         fp = fingerprint(

@@ -17,7 +17,7 @@ import numpy as np
 
 from linas_lib.backends import backend_registry
 from linas_lib.backends.base import Backend, Prepared, chunked_runner
-from linas_lib.backends.export import export_onnx
+from linas_lib.backends.export import export_onnx, input_names
 from linas_lib.backends.timing import fingerprint, to_numpy
 
 
@@ -93,26 +93,32 @@ class OpenVINOBackend(Backend):
 
     # ---- model preparation ---------------------------------------------------
     def _to_openvino(self, module, example_inputs):
-        """An ov.Model with a free batch axis on every input."""
+        """An ov.Model with a free batch axis on every input, and which example input feeds each of its inputs."""
         import openvino as ov
 
         if self.convert == "onnx":
             model = self._core.read_model(export_onnx(module, example_inputs, dynamic_batch=True))
+            # the exporter drops unused inputs; the rest keep their names
+            position = {name: i for i, name in enumerate(input_names(example_inputs))}
+            used = [position[port.get_any_name()] for port in model.inputs]
         else:
             model = ov.convert_model(module.eval(), example_input=example_inputs[0] if len(example_inputs) == 1
                                      else tuple(example_inputs))
-        model.reshape({port: ov.PartialShape([-1, *x.shape[1:]]) for port, x in zip(model.inputs, example_inputs)})
-        return model
+            used = list(range(len(model.inputs)))
+        model.reshape({port: ov.PartialShape([-1, *example_inputs[k].shape[1:]])
+                       for port, k in zip(model.inputs, used)})
+        return model, used
 
-    def _quantize(self, model, calibration: list[tuple[np.ndarray, ...]]):
+    def _quantize(self, model, used: list[int], calibration: list[tuple[np.ndarray, ...]]):
         import nncf
 
-        samples = [
-            tuple(np.ascontiguousarray(a[j : j + 1], dtype=np.float32) if a.dtype.kind == "f" else a[j : j + 1]
-                  for a in batch)
+        if any(len(batch) <= max(used) for batch in calibration):
+            raise ValueError(f"openvino backend: calibration batches must hold every input of the model ({len(used)})")
+        samples = [  # single samples: the model's batch axis is free
+            [np.ascontiguousarray(batch[k][j : j + 1]) for k in used]
             for batch in calibration for j in range(batch[0].shape[0])
         ][: self.calibration_samples]
-        dataset = nncf.Dataset(samples, lambda s: s[0] if len(s) == 1 else list(s))
+        dataset = nncf.Dataset(samples, lambda s: s[0] if len(s) == 1 else s)
         logger = logging.getLogger("nncf")
         level = logger.level
         logger.setLevel(logging.ERROR)
@@ -130,29 +136,29 @@ class OpenVINOBackend(Backend):
 
         arrays = [to_numpy(x) for x in example_inputs]
         t0 = time.perf_counter()
-        model = self._to_openvino(module, example_inputs)
+        model, used = self._to_openvino(module, example_inputs)
         t1 = time.perf_counter()
         extra: dict = {"convert": self.convert}
         if self.precision == "int8":
             import nncf
 
-            model, used = self._quantize(model, calibration)
-            extra.update(nncf_version=nncf.__version__, calibration_samples=used)
+            model, n_samples = self._quantize(model, used, calibration)
+            extra.update(nncf_version=nncf.__version__, calibration_samples=n_samples)
         t2 = time.perf_counter()
         static = model.clone()
-        static.reshape({port: ov.PartialShape(list(a.shape)) for port, a in zip(static.inputs, arrays)})
+        static.reshape({port: ov.PartialShape(list(arrays[k].shape)) for port, k in zip(static.inputs, used)})
         compiled = self._core.compile_model(static, "CPU", self.compile_config)
         t3 = time.perf_counter()
         actual = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         if actual != "f32":
             raise RuntimeError(f"openvino backend: asked for f32 inference precision but the CPU plugin chose {actual}")
         request = compiled.create_infer_request()
-        for i, a in enumerate(arrays):
-            request.set_input_tensor(i, ov.Tensor(a, shared_memory=False))
+        for i, k in enumerate(used):
+            request.set_input_tensor(i, ov.Tensor(arrays[k], shared_memory=False))
         runner_request = compiled.create_infer_request()
 
         def static_call(chunk):
-            return runner_request.infer(list(chunk))[compiled.output(0)].copy()
+            return runner_request.infer([chunk[k] for k in used])[compiled.output(0)].copy()
 
         runner = chunked_runner(static_call, [a.shape for a in arrays], [a.dtype for a in arrays])
         fp = fingerprint(

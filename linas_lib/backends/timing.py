@@ -24,11 +24,16 @@ FINGERPRINT_KEYS = (
 
 @dataclass(frozen=True)
 class LatencyResult:
-    median_ms: float
+    median_ms: float  # wall clock per call
     cv: float
     p90_ms: float
     repeats: int
     fingerprint: dict = field(default_factory=dict)
+    # Process CPU time per call (all threads). With one compute thread it is immune to the
+    # preemption that inflates wall time on a shared machine; meaningless for CUDA.
+    cpu_median_ms: float = float("nan")
+    cpu_cv: float = float("nan")
+    load_1m: float = float("nan")  # host 1-minute load average after timing: flags a busy machine
 
 
 def time_calls(
@@ -37,18 +42,36 @@ def time_calls(
     for _ in range(warmup):
         run()
     samples: list[float] = []
+    cpu: list[float] = []
     start = time.perf_counter()
     while len(samples) < max_repeats and (len(samples) < min_repeats or time.perf_counter() - start < min_time_s):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         run()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    arr = np.asarray(samples)
+        t1 = time.perf_counter()
+        cpu.append((time.process_time() - c0) * 1e3)
+        samples.append((t1 - t0) * 1e3)
+    arr, carr = np.asarray(samples), np.asarray(cpu)
     return LatencyResult(
         median_ms=float(np.median(arr)),
-        cv=float(arr.std() / arr.mean()) if arr.mean() > 0 else float("nan"),
+        cv=_cv(arr),
         p90_ms=float(np.percentile(arr, 90)),
         repeats=len(arr),
+        cpu_median_ms=float(np.median(carr)),
+        cpu_cv=_cv(carr),
+        load_1m=_load_1m(),
     )
+
+
+def _cv(arr: np.ndarray) -> float:
+    return float(arr.std() / arr.mean()) if arr.size and arr.mean() > 0 else float("nan")
+
+
+def _load_1m() -> float:
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return float("nan")
 
 
 @lru_cache(maxsize=1)

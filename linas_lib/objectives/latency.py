@@ -19,6 +19,9 @@ def measure_latency(supernet, encodings: np.ndarray, target, normalize: bool = F
     backend = build_backend(target.backend, **target.backend_params())
     int8 = target.precision == "int8"
     if int8:  # post-training quantization calibrates on the plugin's own data
+        if not hasattr(supernet, "calibration_inputs"):
+            raise ValueError(f"target {target.name!r}: INT8 needs calibration data, and the "
+                             f"{type(supernet).__name__} plugin has no calibration_inputs()")
         n_batches = max(1, -(-target.calibration_samples // target.batch_size))
         backend.set_calibration(supernet.calibration_inputs(target.batch_size, n_batches))
     space = supernet.space
@@ -40,7 +43,10 @@ def measure_latency(supernet, encodings: np.ndarray, target, normalize: bool = F
                              f"latency_p90@{target.name}": result.p90_ms}
             if int8 and hasattr(supernet, "evaluate_exported"):
                 # the quantized model's own quality: the INT8 search space is what is deployed
-                row["values"][f"{quality}@{target.name}"] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
+                try:
+                    row["values"][f"{quality}@{target.name}"] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
+                except Exception as exc:  # e.g. OFA without weights: latency stands on its own
+                    row["quality_error"] = f"{quality}@{target.name}: {exc}"
             if reference:
                 row["values"][f"latency_norm@{target.name}"] = result.median_ms / reference
             row["fingerprint"] = {**result.fingerprint, **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}

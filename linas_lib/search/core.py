@@ -36,14 +36,15 @@ def fit_predictors(config, space, frame: pd.DataFrame, iteration: int = 1) -> di
 
     `iteration` is the one the predictors will propose, which picks the schedule entry.
     """
-    ok = successful(frame)
-    if len(ok) < 2:
-        raise ValueError(f"need at least 2 successful measurements to train predictors, have {len(ok)}")
-    X = encodings(ok)
     predictors = {}
     for objective in config.resolved_objectives():
+        ok = successful(frame, [objective.name])
+        if len(ok) < 2:
+            raise ValueError(f"need at least 2 successful measurements of {objective.name} to train a predictor, "
+                             f"have {len(ok)}")
         spec = config.predictor_for(objective.name, iteration)
-        predictors[objective.name] = build_predictor(spec.name, space, **spec.params).fit(X, ok[objective.name].to_numpy())
+        estimator = build_predictor(spec.name, space, **spec.params)
+        predictors[objective.name] = estimator.fit(encodings(ok), ok[objective.name].to_numpy())
     return predictors
 
 
@@ -192,7 +193,7 @@ def hypervolume_history(config, frame: pd.DataFrame, objectives: list[Objective]
 
 def pareto_front(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> pd.DataFrame:
     objectives = objectives or config.resolved_objectives()
-    ok = successful(frame)
+    ok = successful(frame, [o.name for o in objectives])
     front = ok[non_dominated_mask(objective_matrix(ok, objectives))]
     first = objectives[0]
     return front.sort_values(first.name, ascending=first.direction == "min")
