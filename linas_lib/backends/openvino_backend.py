@@ -131,6 +131,13 @@ class OpenVINOBackend(Backend):
         finally:
             logger.setLevel(level)
 
+    def to_model(self, module, example_inputs, calibration=None):
+        """The deployable ov.Model (free batch axis; INT8-quantized for precision int8)."""
+        model, used = self._to_openvino(module, tuple(example_inputs))
+        if self.precision == "int8":
+            model, _ = self._quantize(model, used, self._calibration_for(calibration))
+        return model
+
     def _prepare(self, module, example_inputs, calibration) -> Prepared:
         import openvino as ov
 
