@@ -52,13 +52,18 @@ def _common(task, config: LinasConfig, name: str, cache: bool, uses_store: bool 
     return task
 
 
-def _accuracy(config: LinasConfig, it: int, resolved, checkpoint, population):
-    """Accuracy on GPU nodes; with K shards, K parallel pods whose outputs are gathered."""
+def _accuracy(config: LinasConfig, it: int, config_json, checkpoint, population):
+    """Accuracy on GPU nodes; with K shards, K parallel pods whose outputs are gathered.
+
+    It takes the compiled config rather than the resolved one: no run parameter
+    changes how a sub-network is scored, and kfp.local mis-binds task outputs that
+    enter a ParallelFor body (it hands them the loop item).
+    """
     placement = config.cluster.accuracy
     shards = placement.shards
 
     def task(shard):
-        t = stages.evaluate_accuracy(config_json=resolved, checkpoint=checkpoint, shard=shard, shards=shards,
+        t = stages.evaluate_accuracy(config_json=config_json, checkpoint=checkpoint, shard=shard, shards=shards,
                                      population=population)
         _common(t, config, f"iter {it}: evaluate accuracy", cache=False)
         return _place(t, placement).set_container_image(_image(config, "cuda" if placement.resources.gpu else "base"))
@@ -71,9 +76,9 @@ def _accuracy(config: LinasConfig, it: int, resolved, checkpoint, population):
     return _common(gathered, config, f"iter {it}: gather accuracy shards", cache=True).outputs["accuracy"]
 
 
-def _iteration(config: LinasConfig, it: int, resolved, checkpoint, store_uri, population, history) -> None:
+def _iteration(config: LinasConfig, it: int, config_json, resolved, checkpoint, store_uri, population, history) -> None:
     """Add iteration `it` to the graph; the next one nests inside `dsl.If(go on)`."""
-    accuracy = _accuracy(config, it, resolved, checkpoint, population)
+    accuracy = _accuracy(config, it, config_json, checkpoint, population)
     latencies = {}
     for i, target in enumerate(config.targets):
         task = stages.measure_latency(config_json=resolved, checkpoint=checkpoint, target=target.name,
@@ -93,7 +98,7 @@ def _iteration(config: LinasConfig, it: int, resolved, checkpoint, store_uri, po
             config_json=resolved, iteration=it + 1, measurements=trained.outputs["measurements"],
             predictors=trained.outputs["predictors"],
         ), config, f"iter {it + 1}: search predictors (MOEA)", cache=True)
-        _iteration(config, it + 1, resolved, checkpoint, store_uri, proposed.outputs["population"],
+        _iteration(config, it + 1, config_json, resolved, checkpoint, store_uri, proposed.outputs["population"],
                    trained.outputs["measurements"])
 
 
@@ -132,7 +137,7 @@ def build_pipeline(config: LinasConfig):
             resolved = _common(stages.resolve_config(**run_parameters), config, "apply run parameters",
                                cache=True).output
             sampled = _common(stages.sample(config_json=resolved), config, "sample initial population", cache=True)
-            _iteration(config, 0, resolved, checkpoint, store_uri, sampled.outputs["population"], None)
+            _iteration(config, 0, config_json, resolved, checkpoint, store_uri, sampled.outputs["population"], None)
 
     return linas
 
