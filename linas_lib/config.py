@@ -122,9 +122,9 @@ class TargetConfig(Placement):
 
     @model_validator(mode="after")
     def _supported(self) -> "TargetConfig":
-        from linas_lib.backends import backend_registry
+        from linas_lib.backends import backend_class
 
-        backend = backend_registry.get(self.backend)
+        backend = backend_class(self.backend)
         for field_name, allowed in (("device", backend.devices), ("precision", backend.precisions)):
             if getattr(self, field_name) not in allowed:
                 raise ValueError(f"target {self.name!r}: backend {self.backend} supports {field_name} "

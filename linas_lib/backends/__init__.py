@@ -12,9 +12,13 @@ def _load_builtins() -> None:
     from linas_lib.backends import lut, onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401
 
 
-def build_backend(name: str, **target: Any):
+def backend_class(name: str):
     _load_builtins()
-    return backend_registry.get(name)(**target)
+    return backend_registry.get(name)
+
+
+def build_backend(name: str, **target: Any):
+    return backend_class(name)(**target)
 
 
 def backend_names() -> list[str]:
