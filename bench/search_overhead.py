@@ -238,6 +238,8 @@ def plot(entries: list[dict], path: Path) -> None:
                 ax.bar(i + (j - (len(labels) - 1) / 2) * width, v, width * 0.95, bottom=bottom, color=colors[part],
                        edgecolor="black", linewidth=0.3, hatch=("", "//", "..")[j % 3])
                 bottom += v
+            ax.text(i + (j - (len(labels) - 1) / 2) * width, bottom, f"{bottom:.1f}", ha="center", va="bottom",
+                    fontsize=7)
     ax.axhline(TARGET["limit_s"], color="grey", ls="--", lw=1)
     ax.set_xticks(range(len(sizes)), [str(s) for s in sizes])
     ax.set_xlabel("measured records")

@@ -42,14 +42,15 @@ def round_to_space(space, X: np.ndarray) -> np.ndarray:
     return space.canonicalize_valid(X)
 
 
-def check_objectives(algorithm: str, n_obj: int, *, min_obj: int = 1, warn_above: int | None = None) -> None:
+def check_objectives(algorithm: str, n_obj: int, *, min_obj: int = 1, warn_above: int | None = None,
+                     why: str = "it decomposes the objective space along reference directions") -> None:
     """Objective-count suitability: errors outside what the algorithm supports, warnings beyond its design."""
     if not 1 <= n_obj <= MAX_OBJECTIVES:
         raise ValueError(f"algorithm {algorithm!r}: {n_obj} objectives; LINAS searches 1 to {MAX_OBJECTIVES}")
     if n_obj < min_obj:
         raise ValueError(
-            f"algorithm {algorithm!r} needs at least {min_obj} objectives (it decomposes the objective space "
-            f"along reference directions), got {n_obj}; use 'nsga2', 'agemoea', 'motpe' or 'random' instead"
+            f"algorithm {algorithm!r} needs at least {min_obj} objectives ({why}), got {n_obj}; "
+            "for a single objective use 'nsga2', 'motpe' or 'random'"
         )
     if warn_above is not None and n_obj > warn_above:
         warnings.warn(
@@ -75,7 +76,7 @@ class BatchSearcher:
         self.dedup_seconds = 0.0  # time spent detecting duplicates, here and inside the algorithm
         self._index: dict[bytes, int] = {}  # archive: canonical key -> row of _values
         self._values = np.empty((256, self.n_obj))
-        self._pending: tuple[np.ndarray, list[bytes], np.ndarray] | None = None
+        self._pending: tuple[np.ndarray, list[bytes], np.ndarray, np.ndarray] | None = None
         self._done = False
 
     # ---- for subclasses -----------------------------------------------------
@@ -109,8 +110,9 @@ class BatchSearcher:
             self.spent += len(X) if self.count_revisits else len(new)
             if new:
                 new_idx = np.asarray(new, dtype=np.int64)
-                self._pending = (X, keys, new_idx)
-                return X[new_idx]
+                out = X[new_idx]
+                self._pending = (X, keys, new_idx, out)
+                return out
             self._accept(X, self._lookup(keys))
             idle += 1
             if not self.count_revisits and idle >= self.max_idle_rounds:
@@ -120,13 +122,16 @@ class BatchSearcher:
     def tell(self, encodings: np.ndarray, objectives: np.ndarray) -> None:
         if self._pending is None:
             raise RuntimeError("tell() must answer the batch returned by the last ask()")
-        X, keys, new_idx = self._pending
-        self._pending = None
+        X, keys, new_idx, asked = self._pending
         F = np.asarray(objectives, dtype=float)
-        told = self.space.canonicalize(encodings)
-        if F.shape != (len(told), self.n_obj):
-            raise ValueError(f"tell(): expected objectives of shape ({len(told)}, {self.n_obj}), got {F.shape}")
-        self._store(row_keys(told), F)
+        if encodings is asked:  # the batch as handed out (unchanged, as the protocol expects)
+            told_keys = [keys[i] for i in new_idx]
+        else:
+            told_keys = row_keys(self.space.canonicalize(encodings))
+        if F.shape != (len(told_keys), self.n_obj):
+            raise ValueError(f"tell(): expected objectives of shape ({len(told_keys)}, {self.n_obj}), got {F.shape}")
+        self._pending = None
+        self._store(told_keys, F)
         if any(keys[i] not in self._index for i in new_idx):
             # The caller evaluated only part of the batch, which it does when its own
             # budget runs out: the values are archived, and the search ends here.

@@ -199,7 +199,7 @@ def _age_survival(age):
 @algorithm_registry.register("agemoea")
 def agemoea(space, n_obj, budget, seed, population: int = 50, crossover: float = 0.9, mutation: float = 0.02,
             count_revisits: bool = True):
-    check_objectives("agemoea", n_obj, min_obj=2, warn_above=2)
+    check_objectives("agemoea", n_obj, min_obj=2, warn_above=2, why="it estimates the geometry of a front")
     age = _agemoea_module()
     algorithm = age.AGEMOEA(pop_size=population, **integer_operators(space, crossover, mutation))
     algorithm.survival = _age_survival(age)

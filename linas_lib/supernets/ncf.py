@@ -173,11 +173,13 @@ class NCFSupernet:
         negatives: int = 4,
         largest_every: int = 4,
         train_limit: int | None = None,
+        eval_users: int | None = None,
         seed: int = 0,
         progress: bool = True,
     ):
         self.epochs, self.batch_size, self.lr, self.negatives = epochs, batch_size, lr, negatives
         self.largest_every, self.train_limit, self.seed, self.progress = largest_every, train_limit, seed, progress
+        self.eval_users = eval_users  # HR@10 over the first N users only (a smaller budget for tests)
         self.space = build_space()
         self._net = None
         self._data = None
@@ -312,10 +314,14 @@ class NCFSupernet:
             out = [module(ub.to(device), ib.to(device)).float().cpu() for ub, ib in zip(u.split(chunk), i.split(chunk))]
         return torch.cat(out).numpy().reshape(users.shape)
 
+    def _candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        users, items = self._movielens().candidates()
+        return users[: self.eval_users], items[: self.eval_users]
+
     def evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
         from linas_lib.supernets.data.movielens import hit_ratio
 
-        users, items = self._movielens().candidates()
+        users, items = self._candidates()
         results = []
         for encoding in self.space.canonicalize(encodings):
             module = self.subnet(encoding)
@@ -350,6 +356,6 @@ class NCFSupernet:
         per user with that user's 100 candidates (always a batch of 100)."""
         from linas_lib.supernets.data.movielens import hit_ratio
 
-        users, items = self._movielens().candidates()
+        users, items = self._candidates()
         scores = np.stack([np.asarray(run(u, i), dtype=np.float64).reshape(-1) for u, i in zip(users, items)])
         return {"hr@10": hit_ratio(scores, k=10)}

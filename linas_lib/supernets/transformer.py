@@ -212,6 +212,32 @@ def _torch_modules():
             memory, mask = self.encode(src)
             return self.decode(tgt_in, memory, mask)
 
+        # incremental decoding (beam search): keys and values of past positions are cached
+        def init_cache(self, memory, cross_mask) -> dict:
+            cross = [(layer.cross_attn.k(memory), layer.cross_attn.v(memory)) for layer in self.decoder]
+            return {"cross": cross, "mask": cross_mask, "self": [None] * len(self.decoder)}
+
+        @staticmethod
+        def reorder_cache(cache: dict, index) -> None:
+            """Keep the self-attention cache of the hypotheses `index` (within each sentence)."""
+            cache["self"] = [(k.index_select(0, index), v.index_select(0, index)) for k, v in cache["self"]]
+
+        def decode_step(self, tokens, cache: dict):
+            """Logits of the next token after `tokens` (N, t); equals decode(...)[:, -1]."""
+            t = tokens.shape[1]
+            x = self.tgt_embed(tokens[:, -1:]) * self.dec_scale + self.tgt_pos[t - 1 : t]
+            for i, layer in enumerate(self.decoder):
+                h, a = layer.ln1(x), layer.self_attn
+                k, v = a.k(h), a.v(h)
+                if cache["self"][i] is not None:
+                    k, v = torch.cat([cache["self"][i][0], k], 1), torch.cat([cache["self"][i][1], v], 1)
+                cache["self"][i] = (k, v)
+                x = x + a.out(attend(a.q(h), k, v, a.heads, 0.0))
+                c, (ck, cv) = layer.cross_attn, cache["cross"][i]
+                x = x + c.out(attend(c.q(layer.ln2(x)), ck, cv, c.heads, cache["mask"]))
+                x = x + layer.fc2(F.relu(layer.fc1(layer.ln3(x))))
+            return F.linear(self.dec_ln(x), self.tgt_embed.weight)[:, -1]
+
     # ---- the super-network ----------------------------------------------------
     def lin(layer: nn.Linear, x, d_in: int, d_out: int):
         return F.linear(x, layer.weight[:d_out, :d_in], layer.bias[:d_out])
@@ -296,8 +322,10 @@ def _torch_modules():
 def beam_search(step_logits: Callable, n: int, device, beam: int = BEAM, lenpen: float = LENPEN):
     """Batched beam search as in fairseq: returns (n, TGT_LEN) token ids ending in </s>.
 
-    `step_logits(tokens)` takes the decoder input of all n*beam hypotheses, (n*beam, t)
-    starting with <s>, and returns the logits of the next token, (n*beam, V). A finished
+    `step_logits(tokens, parents)` takes the decoder input of all n*beam hypotheses,
+    (n*beam, t) starting with <s>, and returns the logits of the next token, (n*beam, V);
+    `parents` (n*beam,) says which row of the previous call each hypothesis extends (None
+    on the first call), for callers that cache decoder state. A finished
     hypothesis scores its summed log-probability over len**lenpen (len counts </s>); a
     sentence stops collecting once it has `beam` finished hypotheses, and the best one wins.
     """
@@ -313,8 +341,9 @@ def beam_search(step_logits: Callable, n: int, device, beam: int = BEAM, lenpen:
     best_tokens = torch.full((n, TGT_LEN), PAD, dtype=torch.long, device=device)
     finished = torch.zeros(n, dtype=torch.long, device=device)
     rows = torch.arange(n, device=device)
+    parents = None
     for step in range(TGT_LEN):
-        lprobs = torch.log_softmax(step_logits(tokens).float(), dim=-1)
+        lprobs = torch.log_softmax(step_logits(tokens, parents).float(), dim=-1)
         vocab = lprobs.shape[-1]
         lprobs[:, [PAD, BOS, UNK]] = neg_inf
         if step == TGT_LEN - 1:  # out of room: every hypothesis must end here
@@ -345,6 +374,7 @@ def beam_search(step_logits: Callable, n: int, device, beam: int = BEAM, lenpen:
         scores = top.gather(1, order)
         origin, token = origin.gather(1, order), token.gather(1, order)
         tokens = torch.cat([prev[rows[:, None], origin], token[..., None]], dim=2).reshape(n * beam, -1)
+        parents = (rows[:, None] * beam + origin).reshape(-1)
     return best_tokens
 
 
@@ -371,8 +401,8 @@ class TransformerSupernet:
 
     def __init__(
         self,
-        steps: int = 1200,
-        batch_size: int = 96,
+        steps: int = 600,
+        batch_size: int = 64,
         lr: float = 2e-3,
         random_subnets: int = 1,
         label_smoothing: float = 0.1,
@@ -501,8 +531,14 @@ class TransformerSupernet:
             for chunk in torch.from_numpy(src).split(self.eval_batch):
                 chunk = chunk.to(device)
                 memory, mask = module.encode(chunk)
-                memory, mask = memory.repeat_interleave(BEAM, 0), mask.repeat_interleave(BEAM, 0)
-                ids = beam_search(lambda tokens: module.decode(tokens, memory, mask)[:, -1], len(chunk), device)
+                cache = module.init_cache(memory.repeat_interleave(BEAM, 0), mask.repeat_interleave(BEAM, 0))
+
+                def step_logits(tokens, parents, cache=cache):
+                    if parents is not None:
+                        module.reorder_cache(cache, parents)
+                    return module.decode_step(tokens, cache)
+
+                ids = beam_search(step_logits, len(chunk), device)
                 out += [" ".join(TGT_VOCAB.decode(row)) for row in ids.cpu().numpy()]
         return out
 
@@ -555,7 +591,7 @@ class TransformerSupernet:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], per_call - real, axis=0)])
             src = np.repeat(chunk, BEAM, axis=0)
 
-            def step_logits(tokens):
+            def step_logits(tokens, parents):
                 t = tokens.shape[1]
                 padded = np.full((tokens.shape[0], TGT_LEN), PAD, dtype=np.int64)
                 padded[:, :t] = tokens.cpu().numpy()

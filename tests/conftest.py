@@ -1,0 +1,50 @@
+"""Shared fixtures: an isolated checkpoint cache and the smoke super-network, trained once."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# One intra-op thread for torch, here and in kfp.local's task subprocesses: on a small,
+# shared CI machine multi-threaded BLAS/OpenMP spins cost far more than they gain.
+# Set before anything imports torch; an explicit OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest
+
+from linas_lib.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "pipelines" / "configs"
+SMOKE_YAML = CONFIGS / "smoke.yaml"
+ANIMAL_YAML = CONFIGS / "animal_mnist.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def linas_cache(tmp_path_factory) -> Path:
+    """Point LINAS_CACHE at a per-session temp dir, so no test touches ~/.cache/linas."""
+    cache = tmp_path_factory.mktemp("linas-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LINAS_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def smoke_config():
+    return load_config(SMOKE_YAML)
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoint(smoke_config, linas_cache) -> str:
+    """The smoke super-network, trained once per session into LINAS_CACHE."""
+    from linas_lib.supernets import prepare_checkpoint
+
+    path = prepare_checkpoint(smoke_config.supernet, progress=False)
+    assert Path(path).parent == linas_cache
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_supernet(smoke_config, smoke_checkpoint):
+    from linas_lib.supernets import load_supernet
+
+    return load_supernet(smoke_config.supernet, smoke_checkpoint, progress=False)
