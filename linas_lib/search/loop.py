@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from linas_lib.algos import build_searcher
+from linas_lib.algos import algorithm_params, build_searcher
 from linas_lib.measurements import concat, objective_matrix
 from linas_lib.runs import RunStore, population_doc, predictions_by_id
 from linas_lib.search import core
@@ -58,7 +58,12 @@ def run_validation(config, space, measure: MeasureFn, run: RunStore | None = Non
     """Every candidate the algorithm asks for is measured for real."""
     objectives = config.resolved_objectives()
     search = config.search
-    params = {"population": search.population, **search.algorithm_params}
+    accepted = algorithm_params(search.algorithm)
+    params = {k: v for k, v in {"population": search.population}.items() if k in accepted}
+    if "count_revisits" in accepted:
+        # real measurements: only networks never measured count against the budget
+        params["count_revisits"] = False
+    params.update(search.algorithm_params)
     searcher = build_searcher(search.algorithm, space, len(objectives), search.evaluations, config.seed, **params)
     frame, iteration = concat(), 0
     if run:
