@@ -166,7 +166,7 @@ def one_iteration(space, frame, setting: dict, seed: int) -> dict:
         "evaluations": int(getattr(searcher, "spent", 0)),
         "returned": int(len(X)),
         "revisits": int(getattr(searcher, "revisits", 0)),
-        "front": front.tolist(),
+        "front": np.round(front, 6).tolist(),
     }
 
 
@@ -311,7 +311,7 @@ def main(argv=None) -> int:
 
     print()
     header = f"{'records':>7}  {'setting':<19} {'median':>7} {'min':>6}  {'fit':>5} {'predict':>7} {'algo':>5} " \
-             f"{'dedup':>5} {'select':>6}  {'gens':>4}  {'hypervolume':>15}"
+             f"{'dedup':>5} {'select':>6}  {'gens':>4}  {'hypervolume (seeds)':>20}"
     print(header)
     print("-" * len(header))
     for e in entries:
@@ -319,7 +319,9 @@ def main(argv=None) -> int:
         gens = statistics.median(r["generations"] for r in e["runs"])
         print(f"{e['records']:7d}  {e['setting']:<19} {m['total']:7.2f} {e['min']['total']:6.2f}  {m['fit']:5.2f} "
               f"{m['predict']:7.2f} {m['algorithm']:5.2f} {m['dedup']:5.2f} {m['selection']:6.2f}  {gens:4.0f}  "
-              f"{hv['mean']:.4f} ± {hv['std']:.4f}")
+              f"{hv['mean']:.4f} ± {hv['std']:.4f} ({len(hv['values'])})")
+    print("hypervolume: mean ± std over seeds; a difference within about two std is seed noise, "
+          "not a property of the setting")
     if target:
         verdict = "met" if result["target"]["met"] else "NOT met"
         print(f"\ntarget: median total <= {TARGET['limit_s']} s at {TARGET['records']} records with "
