@@ -18,9 +18,10 @@ from linas_lib.supernets import transformer as tr  # noqa: E402
 from linas_lib.supernets.data import numbers  # noqa: E402
 
 SPACE = supernet_space("transformer")
-# Tiny budgets; 1,500 training numbers keep num2words generation short (~1 s).
-TINY = dict(steps=60, batch_size=32, train_sentences=1500, test_sentences=100, progress=False)
-# Somewhat longer, on the largest network alone (no random sub-networks): ~2x cheaper a step.
+# Tiny budgets train the largest network alone (no random sub-networks: ~2x cheaper a
+# step); 1,500 training numbers keep num2words generation short (~1 s). Measured on
+# seeds 0-2: 50 steps give the largest network BLEU 6-25, 150 steps 45-47.
+TINY = dict(steps=50, batch_size=32, random_subnets=0, train_sentences=1500, test_sentences=100, progress=False)
 SHORT = dict(steps=150, batch_size=32, random_subnets=0, train_sentences=1500, test_sentences=100, progress=False)
 
 
@@ -84,13 +85,17 @@ def test_missing_and_foreign_checkpoints_fail_clearly(tmp_path):
         plugin.load(str(foreign))
 
 
-def test_tiny_training_gives_positive_bleu_and_complexity(tiny):
+def test_tiny_training_gives_positive_bleu_and_complexity(tiny, cache):
     X = np.vstack([SPACE.canonicalize(SPACE.upper), np.zeros(SPACE.n_var, dtype=int)])
     largest, smallest = tiny.evaluate(X)
     for row in (largest, smallest):
         assert set(row) == {"bleu", "macs", "params"}
-        assert row["bleu"] > 1.0
+        assert 0.0 <= row["bleu"] <= 100.0
+    assert largest["bleu"] > 1.0
     assert smallest["macs"] < largest["macs"] and smallest["params"] < largest["params"]
+    # the cached checkpoint is reused (same training signature), with its digest sidecar
+    again = build_supernet("transformer", **TINY)
+    assert again.prepare(None, cache) == tiny.prepare(None, cache)
     assert largest["macs"] == tr.count_macs(tr.largest_arch())
 
 
@@ -131,7 +136,7 @@ def test_export_module_onnx_and_exported_scoring(tiny):
         return session.run(None, {"src": np.asarray(s), "tgt_in": np.asarray(t)})[0]
 
     exported = tiny.evaluate_exported(x, run)["bleu"]
-    assert exported == pytest.approx(tiny.evaluate(x[None, :])[0]["bleu"], abs=1.0)
+    assert exported == pytest.approx(tiny.evaluate(x[None, :])[0]["bleu"], abs=2.0)
     batches = tiny.calibration_inputs(batch_size=4, n_batches=2)
     assert len(batches) == 2 and all(s.shape == (4, numbers.SRC_LEN) for s, _ in batches)
 
@@ -139,4 +144,4 @@ def test_export_module_onnx_and_exported_scoring(tiny):
 def test_largest_subnet_after_short_training(cache):
     plugin = trained(cache, **SHORT)
     (largest,) = plugin.evaluate(SPACE.upper[None, :])
-    assert 30.0 <= largest["bleu"] <= 100.0
+    assert 35.0 <= largest["bleu"] <= 70.0
