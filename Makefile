@@ -32,8 +32,9 @@ search: setup
 compile: setup
 	$(VENV)/bin/linas pipeline compile $(RUN_CONFIG) -o build/linas-animal-mnist.yaml
 
+# Two workers, one test file each: kfp.local runs and training are single-threaded.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 bench: setup
 	$(PY) bench/search_overhead.py --quick
