@@ -227,7 +227,8 @@ class LatencyTable:
                 f"measure them there with build_table(..., table=this_table):\n  {listed}"
             )
         rows = [self.entries[u.signature] for u in units]
-        median = sum(r["ms"] for r in rows) + self.overhead_ms
+        # never below one call of the source backend: a noisy fit must not give a negative latency
+        median = max(sum(r["ms"] for r in rows) + self.overhead_ms, self.call_overhead_ms, 1e-6)
         spread = float(np.sqrt(sum((r.get("cv", 0.0) * r.get("measured_ms", r["ms"])) ** 2 for r in rows)))
         p90 = sum(max(r.get("p90_ms", r["ms"]) - self.call_overhead_ms, r["ms"]) for r in rows) + self.overhead_ms
         return median, (spread / median if median > 0 else float("nan")), p90
@@ -300,7 +301,8 @@ def build_table(
             say(f"lut: measured {n + 1}/{len(new_units)} units")
     partial = LatencyTable(entries, 0.0, source, call.median_ms)
     residuals = [r.median_ms - partial.predict_units(units)[0] for units, r in fits]
-    overhead = float(np.median(residuals)) if residuals else call.median_ms
+    # a constant overhead is never negative; under load a negative median residual is noise
+    overhead = max(float(np.median(residuals)), 0.0) if residuals else call.median_ms
     fit_rows = [{"direct_ms": r.median_ms, "predicted_ms": partial.predict_units(u)[0] + overhead} for u, r in fits]
     meta = {
         "supernet": getattr(supernet, "name", None) or type(supernet).__name__,
