@@ -18,10 +18,11 @@ from linas_lib.supernets import ncf  # noqa: E402
 SPACE = supernet_space("ncf")
 # A tiny budget: 12k positives for one epoch (~60 steps) is enough to beat chance. Scoring
 # the largest network on all 943 users costs ~0.5 TMACs, so the tests rank 300 users' items.
-TINY = dict(epochs=1, batch_size=1024, lr=2e-3, train_limit=12000, eval_users=300, progress=False)
+TINY = dict(epochs=1, batch_size=1024, lr=2e-3, train_limit=12000, eval_users=300, threads=1,
+            progress=False)
 # Somewhat longer: one epoch over all 99k positives (242 steps). On seeds 0-3 the largest
 # network scored HR@10 0.28-0.43 (popularity alone: ~0.41; 8 epochs: ~0.62).
-SHORT = dict(epochs=1, batch_size=2048, lr=3e-3, eval_users=300, progress=False)
+SHORT = dict(epochs=1, batch_size=2048, lr=3e-3, eval_users=300, threads=1, progress=False)
 
 
 @pytest.fixture(scope="module")

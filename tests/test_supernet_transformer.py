@@ -21,8 +21,9 @@ SPACE = supernet_space("transformer")
 # Tiny budgets train the largest network alone (no random sub-networks: ~2x cheaper a
 # step); 1,500 training numbers keep num2words generation short (~1 s). Measured on
 # seeds 0-2: 50 steps give the largest network BLEU 6-25, 150 steps 45-47.
-TINY = dict(steps=50, batch_size=32, random_subnets=0, train_sentences=1500, test_sentences=100, progress=False)
-SHORT = dict(steps=150, batch_size=32, random_subnets=0, train_sentences=1500, test_sentences=100, progress=False)
+BUDGET = dict(batch_size=32, random_subnets=0, train_sentences=1500, test_sentences=100, threads=1, progress=False)
+TINY = dict(steps=50, **BUDGET)
+SHORT = dict(steps=150, **BUDGET)
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -157,6 +158,22 @@ def _torch_modules():
     return ElasticNeuMF
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` torch CPU threads (None: unchanged), restoring the previous count."""
+    import torch
+
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _device():
     import torch
 
@@ -179,11 +196,13 @@ class NCFSupernet:
         train_limit: int | None = None,
         eval_users: int | None = None,
         seed: int = 0,
+        threads: int | None = None,
         progress: bool = True,
     ):
         self.epochs, self.batch_size, self.lr, self.negatives = epochs, batch_size, lr, negatives
         self.largest_every, self.train_limit, self.seed, self.progress = largest_every, train_limit, seed, progress
         self.eval_users = eval_users  # HR@10 over the first N users only (a smaller budget for tests)
+        self.threads = threads  # torch CPU threads while training/scoring (None: torch's default)
         self.space = build_space()
         self._net = None
         self._data = None
@@ -231,6 +250,10 @@ class NCFSupernet:
         return str(path)
 
     def train(self, path: str | os.PathLike[str]) -> str:
+        with torch_threads(self.threads):
+            return self._train(path)
+
+    def _train(self, path: str | os.PathLike[str]) -> str:
         import torch
         import torch.nn.functional as F
         from tqdm.auto import tqdm
@@ -323,6 +346,10 @@ class NCFSupernet:
         return users[: self.eval_users], items[: self.eval_users]
 
     def evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
+        with torch_threads(self.threads):
+            return self._evaluate(encodings)
+
+    def _evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
         from linas_lib.supernets.data.movielens import hit_ratio
 
         users, items = self._candidates()

@@ -33,6 +33,7 @@ import numpy as np
 from linas_lib.api.search_space import ActiveWhen, SearchSpace, Variable
 from linas_lib.supernets import supernet_registry
 from linas_lib.supernets.elastic_cnn import CheckpointError, _digest_matches, file_digest
+from linas_lib.supernets.ncf import torch_threads
 
 EMBED_DIMS = (64, 96, 128)
 FFN_DIMS = (128, 256, 384)
@@ -245,20 +246,6 @@ def _torch_modules():
     def ln(layer: nn.LayerNorm, x, d: int):
         return F.layer_norm(x, (d,), layer.weight[:d], layer.bias[:d], layer.eps)
 
-    def copy_linear(dst: nn.Linear, src: nn.Linear):
-        d_out, d_in = dst.weight.shape
-        dst.weight.copy_(src.weight[:d_out, :d_in])
-        dst.bias.copy_(src.bias[:d_out])
-
-    def copy_ln(dst: nn.LayerNorm, src: nn.LayerNorm):
-        d = dst.weight.shape[0]
-        dst.weight.copy_(src.weight[:d])
-        dst.bias.copy_(src.bias[:d])
-
-    def copy_attention(dst: Attention, src: Attention):
-        for name in ("q", "k", "v", "out"):
-            copy_linear(getattr(dst, name), getattr(src, name))
-
     def elastic_attention(a: Attention, x, memory, d_q, d_kv, heads, mask):
         w = heads * HEAD_DIM
         q, k, v = lin(a.q, x, d_q, w), lin(a.k, memory, d_kv, w), lin(a.v, memory, d_kv, w)
@@ -296,24 +283,12 @@ def _torch_modules():
 
         @torch.no_grad()
         def extract(self, arch: Arch) -> StaticTransformer:
-            m = self.full
-            static = StaticTransformer(arch).to(m.src_pos.device)
-            de, dd = arch.enc_embed, arch.dec_embed
-            static.src_embed.weight.copy_(m.src_embed.weight[:, :de])
-            static.src_pos.copy_(m.src_pos[:, :de])
-            static.tgt_embed.weight.copy_(m.tgt_embed.weight[:, :dd])
-            static.tgt_pos.copy_(m.tgt_pos[:, :dd])
-            copy_ln(static.enc_ln, m.enc_ln)
-            copy_ln(static.dec_ln, m.dec_ln)
-            for dst, src in zip(static.encoder, m.encoder):
-                copy_ln(dst.ln1, src.ln1), copy_ln(dst.ln2, src.ln2)
-                copy_attention(dst.attn, src.attn)
-                copy_linear(dst.fc1, src.fc1), copy_linear(dst.fc2, src.fc2)
-            for dst, src in zip(static.decoder, m.decoder):
-                copy_ln(dst.ln1, src.ln1), copy_ln(dst.ln2, src.ln2), copy_ln(dst.ln3, src.ln3)
-                copy_attention(dst.self_attn, src.self_attn)
-                copy_attention(dst.cross_attn, src.cross_attn)
-                copy_linear(dst.fc1, src.fc1), copy_linear(dst.fc2, src.fc2)
+            """The sub-network as a static module: every weight is the leading slice of the
+            same-named weight of the super-network (module names match by construction)."""
+            static = StaticTransformer(arch).to(self.full.src_pos.device)
+            for name, dst in static.named_parameters():
+                src = self.full.get_parameter(name)
+                dst.copy_(src[tuple(slice(0, n) for n in dst.shape)])
             return static.eval()
 
     return ElasticTransformer
@@ -410,11 +385,13 @@ class TransformerSupernet:
         test_sentences: int = 500,
         eval_batch: int = 100,
         seed: int = 0,
+        threads: int | None = None,
         progress: bool = True,
     ):
         self.steps, self.batch_size, self.lr, self.random_subnets = steps, batch_size, lr, random_subnets
         self.label_smoothing, self.train_sentences, self.test_sentences = label_smoothing, train_sentences, test_sentences
         self.eval_batch, self.seed, self.progress = eval_batch, seed, progress
+        self.threads = threads  # torch CPU threads while training/scoring (None: torch's default)
         self.space = build_space()
         self._net = None
         self._data = None
@@ -452,6 +429,10 @@ class TransformerSupernet:
         return str(path)
 
     def train(self, path: str | os.PathLike[str]) -> str:
+        with torch_threads(self.threads):
+            return self._train(path)
+
+    def _train(self, path: str | os.PathLike[str]) -> str:
         import torch
         import torch.nn.functional as F
         from tqdm.auto import tqdm
@@ -543,6 +524,10 @@ class TransformerSupernet:
         return out
 
     def evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
+        with torch_threads(self.threads):
+            return self._evaluate(encodings)
+
+    def _evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
         _, test = self._splits()
         results = []
         for encoding in self.space.canonicalize(encodings):
