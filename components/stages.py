@@ -34,22 +34,22 @@ def resolve_config(config_json: str, compiled_iterations: int, seed: int, max_it
                                  inner_evaluations, early_stop_threshold, early_stop_window)
 
 
-# Draw the initial population uniformly (seeded).
+# Draw the initial population (seeded), or start from the previous run's front.
 @component
-def sample(config_json: str, population: Output[Dataset]):
+def sample(config_json: str, store_uri: str, population: Output[Dataset]):
     from linas_lib import stages
 
-    population.metadata["size"] = stages.sample(config_json, population.path)
+    population.metadata["size"] = stages.sample(config_json, store_uri, population.path)
 
 
 # Quality metric, MACs and parameters of one shard of the population.
 @component
-def evaluate_accuracy(config_json: str, checkpoint: str, shard: int, shards: int, population: Input[Dataset],
-                      accuracy: Output[Dataset]):
+def evaluate_accuracy(config_json: str, checkpoint: str, store_uri: str, shard: int, shards: int,
+                      population: Input[Dataset], accuracy: Output[Dataset]):
     from linas_lib import stages
 
     accuracy.metadata["size"] = stages.evaluate_accuracy(
-        config_json, checkpoint, population.path, accuracy.path, shard, shards)
+        config_json, checkpoint, population.path, accuracy.path, shard, shards, store_uri)
 
 
 # Join the accuracy shards of a population (only in pipelines with sharding).
@@ -62,11 +62,11 @@ def gather_accuracy(shards: Input[List[Dataset]], accuracy: Output[Dataset]):
 
 # Latency of every sub-network of the population on one hardware target.
 @component
-def measure_latency(config_json: str, checkpoint: str, target: str, population: Input[Dataset],
+def measure_latency(config_json: str, checkpoint: str, store_uri: str, target: str, population: Input[Dataset],
                     latency: Output[Dataset]):
     from linas_lib import stages
 
-    stages.measure_latency(config_json, checkpoint, target, population.path, latency.path)
+    stages.measure_latency(config_json, checkpoint, target, population.path, latency.path, store_uri)
     latency.metadata["target"] = target
 
 

@@ -21,18 +21,26 @@ def _print_result(summary: dict, out: Path) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from linas_lib.cache import open_cache
     from linas_lib.objectives import supernet_measure
     from linas_lib.report import write_reports
-    from linas_lib.runs import RunStore
+    from linas_lib.runs import RunStateError, RunStore
     from linas_lib.search.loop import run_linas, run_validation
     from linas_lib.supernets import load_supernet
 
     config = load_config(args.config)
+    resume = args.resume is not None
+    location = str(args.resume if resume else args.out)
+    run = RunStore(location)
+    if not resume and run.exists() and not run.is_finished() and not args.fresh:
+        raise RunStateError(f"{run.uri} holds an unfinished run: resume it with `linas search {args.config} "
+                            f"--resume {run.uri}`, or start it over with --fresh (its measurements stay cached)")
     supernet = load_supernet(config.supernet)
-    run = RunStore(str(args.out))
+    cache = open_cache(config, location, supernet, config.supernet.checkpoint)
     driver = run_validation if config.search.mode == "validation" else run_linas
-    summary = driver(config, supernet.space, supernet_measure(config, supernet), run=run)
+    summary = driver(config, supernet.space, supernet_measure(config, supernet, cache), run=run, resume=resume)
     write_reports(run, summary, run.load_measurements())
+    print(f"evaluation cache {cache.uri}: {summary['cache']['hits']} hits, {summary['cache']['misses']} misses")
     _print_result(summary, Path(run.uri))
     return 0
 
@@ -167,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="run a search in this process")
     search.add_argument("config", type=Path)
-    search.add_argument("--out", type=Path, required=True, help="run directory")
+    where = search.add_mutually_exclusive_group(required=True)
+    # plain strings: Path would fold s3://bucket into s3:/bucket
+    where.add_argument("--out", help="run directory or s3:// URI (a finished run there seeds a recurring re-search)")
+    where.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last step")
+    search.add_argument("--fresh", action="store_true", help="start over where an unfinished run lies")
     search.set_defaults(func=cmd_search)
 
     pipeline = sub.add_parser("pipeline", help="compile or run the KFP pipeline").add_subparsers(dest="action", required=True)
@@ -248,7 +260,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from pipelines.cluster import PreflightError
     from pipelines.submit import SubmitError
 
-    return (StoreError, PreflightError, SubmitError, FileNotFoundError, KeyError, ValueError)
+    from linas_lib.runs import RunStateError
+
+    return (StoreError, RunStateError, PreflightError, SubmitError, FileNotFoundError, KeyError, ValueError)
 
 
 if __name__ == "__main__":

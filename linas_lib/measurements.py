@@ -18,7 +18,8 @@ import pandas as pd
 from linas_lib.api.objective import Objective, to_min_matrix
 
 OK, FAILED = "ok", "failed"
-FIXED_COLUMNS = ["run", "iteration", "subnet_id", "encoding", "targets", "status", "error", "timestamp"]
+FIXED_COLUMNS = ["run", "iteration", "subnet_id", "encoding", "targets", "status", "error", "cache", "timestamp"]
+HIT, MISS = "hit", "miss"
 
 
 def latency_column(target: str) -> str:
@@ -34,6 +35,7 @@ def make_row(
     run: str = "",
     targets: Iterable[str] = (),
     error: str = "",
+    cache: str = "",
     timestamp: float | None = None,
 ) -> dict[str, Any]:
     """A table row; any missing or non-finite value marks the row failed."""
@@ -48,6 +50,7 @@ def make_row(
         "targets": ",".join(targets),
         "status": FAILED if error else OK,
         "error": error,
+        "cache": cache,
         "timestamp": float(timestamp if timestamp is not None else time.time()),
         **{k: float("nan") if v is None else float(v) for k, v in values.items()},
     }
@@ -128,16 +131,25 @@ def combine(
     for q in quality_rows:
         values = dict(q["values"])
         errors = [q["error"]] if q["error"] else []
+        cache = [f"{scope}={state}" for scope, state in q.get("cache", {}).items()]
         for target, rows in by_target.items():
             lat = rows.get(q["subnet_id"])
             if lat is None:
                 errors.append(f"latency@{target}: not measured")
                 continue
             values.update(lat["values"])
+            cache += [f"latency@{target}/{scope}={state}" for scope, state in lat.get("cache", {}).items()]
             if lat["error"]:
                 errors.append(lat["error"])
         for name, value in (predictions or {}).get(q["subnet_id"], {}).items():
             values[f"pred:{name}"] = value
         out.append(make_row(subnet_id=q["subnet_id"], encoding=q["encoding"], iteration=iteration, run=run,
-                            values=values, targets=list(by_target), error="; ".join(errors)))
+                            values=values, targets=list(by_target), error="; ".join(errors), cache=";".join(cache)))
     return to_frame(out)
+
+
+def cache_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Evaluation-cache hits and misses over every objective group of every row."""
+    states = [item.rpartition("=")[2] for cell in frame.get("cache", pd.Series(dtype="string")).fillna("")
+              for item in str(cell).split(";") if item]
+    return {"hits": states.count(HIT), "misses": states.count(MISS)}

@@ -4,23 +4,36 @@
     measurements.parquet        every measurement so far (the run's database)
     populations/iter-NNN.json   each iteration's population, with predictions
     predictors/iter-NNN.joblib  the predictors trained after iteration NNN
-    pareto.json, summary.json   results, derived from the measurements
+    pareto.json, summary.json   results, derived from the measurements (summary.json marks a finished run)
+    drift.json                  a recurring run: the previous front re-measured, per target
+    previous.json               a recurring run: which history entry it started from
+    history/<stamp>/            earlier finished runs at this location (summary, measurements, config)
     report.html, report.md      the human-readable report
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
+import time
 from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
 
-from linas_lib.api.store import Store, get_checked, get_json, get_table, put_checked, put_json, put_table
+from linas_lib.api.store import Store, StoreError, get_checked, get_json, get_table, put_checked, put_json, put_table
 from linas_lib.measurements import to_frame
 from linas_lib.stores import open_store
 
+log = logging.getLogger("linas.runs")
 MEASUREMENTS = "measurements.parquet"
+SUMMARY = "summary.json"
+HISTORY = "history"
+
+
+class RunStateError(RuntimeError):
+    """A run location that cannot be resumed or started as asked."""
 
 
 def population_doc(space, iteration: int, X: np.ndarray, predicted: np.ndarray | None, objectives) -> dict[str, Any]:
@@ -50,12 +63,30 @@ class RunStore:
         put_json(self.store, "config.json", config.model_dump())
 
     def save_measurements(self, frame: pd.DataFrame) -> None:
+        """The table, plus a snapshot per iteration to fall back on should the table be damaged."""
         put_table(self.store, MEASUREMENTS, frame)
+        if len(frame):
+            put_table(self.store, f"tables/iter-{int(frame['iteration'].max()):03d}.parquet", frame)
 
-    def load_measurements(self) -> pd.DataFrame:
+    def load_measurements(self, recover: bool = False) -> pd.DataFrame:
+        """With `recover`, a damaged table gives way to the newest intact snapshot (resume
+        re-measures nothing it lacks: those measurements come back from the cache)."""
         if not self.store.exists(MEASUREMENTS):
             return to_frame([])
-        return get_table(self.store, MEASUREMENTS)
+        try:
+            return get_table(self.store, MEASUREMENTS)
+        except StoreError as exc:
+            if not recover:
+                raise
+            for key in sorted((k for k in self.store.list("tables/") if k.endswith(".parquet")), reverse=True):
+                try:
+                    frame = get_table(self.store, key)
+                except StoreError:
+                    continue
+                log.warning("%s; resuming from the snapshot %s", exc, key)
+                return frame
+            log.warning("%s; no intact snapshot either: resuming from the evaluation cache alone", exc)
+            return to_frame([])
 
     def save_population(self, population: dict[str, Any]) -> None:
         put_json(self.store, f"populations/iter-{population['iteration']:03d}.json", population)
@@ -69,12 +100,64 @@ class RunStore:
         # joblib unpickles: only ever load predictors this project wrote into its own store
         return joblib.load(io.BytesIO(get_checked(self.store, f"predictors/iter-{iteration:03d}.joblib")))
 
+    def load_population(self, iteration: int) -> dict[str, Any] | None:
+        key = f"populations/iter-{iteration:03d}.json"
+        return get_json(self.store, key) if self.store.exists(key) else None
+
     def save_results(self, summary: dict[str, Any]) -> None:
         put_json(self.store, "pareto.json", summary["pareto"])
-        put_json(self.store, "summary.json", summary)
+        put_json(self.store, SUMMARY, {**summary, "finished_at": time.time()})
 
     def load_summary(self) -> dict[str, Any]:
-        return get_json(self.store, "summary.json")
+        return get_json(self.store, SUMMARY)
+
+    # ---- run lifecycle: fresh, resumed, recurring -----------------------------
+    def exists(self) -> bool:
+        return self.store.exists("config.json")
+
+    def is_finished(self) -> bool:
+        return self.store.exists(SUMMARY)
+
+    def load_config_dict(self) -> dict[str, Any]:
+        return get_json(self.store, "config.json")
+
+    def archive_finished(self) -> str | None:
+        """Move a finished run at this location into history/ (idempotent: a retried task
+        archives the same run under the same stamp) and point previous.json at it."""
+        if not self.is_finished():
+            return None
+        summary = self.load_summary()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(summary.get("finished_at", 0)))
+        stamp += "-" + hashlib.sha256(get_checked(self.store, SUMMARY)).hexdigest()[:8]
+        prefix = f"{HISTORY}/{stamp}"
+        for key in ("config.json", MEASUREMENTS, SUMMARY):
+            if self.store.exists(key) and not self.store.exists(f"{prefix}/{key}"):
+                put_checked(self.store, f"{prefix}/{key}", get_checked(self.store, key))
+        put_json(self.store, "previous.json", {"history": prefix, "finished_at": summary.get("finished_at")})
+        # the results belong to the archived run now; this location holds an unfinished run
+        for key in (SUMMARY, "pareto.json", "report.html", "report.md", "drift.json"):
+            for k in (key, key + ".sha256"):
+                self.store.delete(k)
+        return prefix
+
+    def clear_progress(self) -> None:
+        """A fresh start: drop an unfinished run's iterations (its measurements stay in the cache)."""
+        for prefix in ("populations/", "predictors/", "tables/", MEASUREMENTS, "drift.json"):
+            for key in self.store.list(prefix):
+                self.store.delete(key)
+
+    def load_previous(self) -> tuple[dict[str, Any], pd.DataFrame] | None:
+        """The summary and measurements of the run this one started from, if any."""
+        if not self.store.exists("previous.json"):
+            return None
+        prefix = get_json(self.store, "previous.json")["history"]
+        return get_json(self.store, f"{prefix}/{SUMMARY}"), get_table(self.store, f"{prefix}/{MEASUREMENTS}")
+
+    def save_drift(self, drift: dict[str, Any]) -> None:
+        put_json(self.store, "drift.json", drift)
+
+    def load_drift(self) -> dict[str, Any] | None:
+        return get_json(self.store, "drift.json") if self.store.exists("drift.json") else None
 
     def save_text(self, name: str, text: str) -> None:
         put_checked(self.store, name, text.encode())

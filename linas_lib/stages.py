@@ -76,11 +76,28 @@ def resolve_config(
     return resolved.to_json()
 
 
-def sample(config_json: str, population_path: str) -> int:
+def sample(config_json: str, store_uri: str, population_path: str) -> int:
+    """The initial population: uniform (seeded), or for a recurring run the previous
+    run's measured fronts topped up at random. A finished run at `store_uri` is archived
+    first; the fronts travel in the population so each latency task can check drift."""
+    from linas_lib.search import recurring
+
     config = _config(config_json)
     space = _space(config)
-    X = core.initial_population(space, config.search.population_at(0), config.seed)
-    _write_json(population_path, population_doc(space, 0, X, None, config.resolved_objectives()))
+    run = RunStore(store_uri)
+    run.archive_finished()
+    run.clear_progress()
+    run.save_config(config)
+    previous = run.load_previous() if config.recurring.warm_start else None
+    fronts = recurring.previous_fronts(config, previous[1]) if previous else {}
+    if fronts:
+        X = recurring.warm_start_population(config, space, fronts)
+    else:
+        X = core.initial_population(space, config.search.population_at(0), config.seed)
+    doc = population_doc(space, 0, X, None, config.resolved_objectives())
+    if fronts:
+        doc["previous_fronts"] = fronts
+    _write_json(population_path, doc)
     return len(X)
 
 
@@ -90,10 +107,20 @@ def _supernet(config: LinasConfig, checkpoint: str):
     return load_supernet(config.supernet, checkpoint or None, progress=False)
 
 
+def _cache(config: LinasConfig, store_uri: str, supernet, checkpoint: str):
+    from linas_lib.cache import open_cache
+
+    return open_cache(config, store_uri, supernet, checkpoint or config.supernet.checkpoint)
+
+
 def evaluate_accuracy(
-    config_json: str, checkpoint: str, population_path: str, output_path: str, shard: int = 0, shards: int = 1
+    config_json: str, checkpoint: str, population_path: str, output_path: str, shard: int = 0, shards: int = 1,
+    store_uri: str | None = None,
 ) -> int:
-    """Score shard `shard` of `shards` (every shards-th sub-network), so K pods split a population."""
+    """Score shard `shard` of `shards` (every shards-th sub-network), so K pods split a population.
+
+    With `store_uri`, the evaluation cache beside the run is consulted and fed, so a
+    retried pod re-measures nothing that its earlier attempt finished."""
     from linas_lib.objectives import measure_quality
 
     if not 0 <= shard < shards:
@@ -102,7 +129,9 @@ def evaluate_accuracy(
     _, X = _population(population_path)
     supernet = _supernet(config, checkpoint)
     wanted = supernet.quality_metric in config.objectives
-    rows = measure_quality(supernet, X[shard::shards], wanted) if len(X[shard::shards]) else []
+    cache = _cache(config, store_uri, supernet, checkpoint) if store_uri else None
+    rows = measure_quality(supernet, X[shard::shards], wanted, policy=config.measurement, cache=cache) \
+        if len(X[shard::shards]) else []
     _write_json(output_path, rows)
     return len(rows)
 
@@ -113,16 +142,29 @@ def gather_accuracy(shard_paths: list[str], output_path: str) -> int:
     return len(rows)
 
 
-def measure_latency(config_json: str, checkpoint: str, target_name: str, population_path: str, output_path: str) -> None:
+def measure_latency(
+    config_json: str, checkpoint: str, target_name: str, population_path: str, output_path: str,
+    store_uri: str | None = None,
+) -> None:
+    """Latency of a population on one target; in a recurring run's first iteration the
+    previous front is re-measured first, so drift is known before the cache is used."""
+    from linas_lib.objectives import check_drift
     from linas_lib.objectives import measure_latency as measure
 
     config = _config(config_json)
     target = next((t for t in config.targets if t.name == target_name), None)
     if target is None:
         raise ValueError(f"target {target_name!r} is not in the config; targets: {[t.name for t in config.targets]}")
-    _, X = _population(population_path)
-    rows = measure(_supernet(config, checkpoint), X, target, config.search.normalize_latency)
-    _write_json(output_path, {"target": target_name, "rows": rows})
+    doc, X = _population(population_path)
+    supernet = _supernet(config, checkpoint)
+    cache = _cache(config, store_uri, supernet, checkpoint) if store_uri else None
+    drift = None
+    if "previous_fronts" in doc:
+        drift = check_drift(supernet, target, doc["previous_fronts"].get(target_name, {}),
+                            config.recurring.drift_threshold, policy=config.measurement, cache=cache,
+                            normalize=config.search.normalize_latency)
+    rows = measure(supernet, X, target, config.search.normalize_latency, policy=config.measurement, cache=cache)
+    _write_json(output_path, {"target": target_name, "rows": rows, "drift": drift})
 
 
 def train_predictors(
@@ -140,7 +182,9 @@ def train_predictors(
     config = _config(config_json)
     space = _space(config)
     doc, _ = _population(population_path)
-    latency = {d["target"]: d["rows"] for d in map(_read_json, latency_paths)}
+    outputs = [_read_json(p) for p in latency_paths]
+    latency = {d["target"]: d["rows"] for d in outputs}
+    drift = {d["target"]: d["drift"] for d in outputs if d.get("drift")}
     new = combine(iteration=doc["iteration"], run=config.name, quality_rows=_read_json(accuracy_path),
                   latency_rows=latency, predictions=predictions_by_id(doc))
     history = pd.read_parquet(history_path) if history_path else None
@@ -156,6 +200,8 @@ def train_predictors(
     run.save_population(doc)
     run.save_measurements(frame)
     run.save_predictors(doc["iteration"], predictors)
+    if drift:
+        run.save_drift(drift)
     go_on, reason = core.should_continue(config, frame, doc["iteration"])
     if reason:
         print(f"iteration {doc['iteration']}: {reason}")
@@ -187,7 +233,8 @@ def report(
     frame = pd.read_parquet(measurements_path) if measurements_path else run.load_measurements()
     if frame.empty:
         raise ValueError(f"{run.uri} holds no measurements: the search failed before its first iteration was recorded")
-    summary = core.summarize(config, frame)
+    previous = run.load_previous() if config.recurring.warm_start else None
+    summary = core.summarize(config, frame, previous=previous[1] if previous else None, drift=run.load_drift())
     run.save_results(summary)
     html_text, md_text = write_reports(run, summary, frame)
     for path, text in ((html_path, html_text), (markdown_path, md_text)):
@@ -200,5 +247,7 @@ def report(
         "evaluations": float(summary["evaluations"]),
         "pareto_size": float(len(summary["pareto"])),
         "failed": float(summary["failed"]),
+        "cache_hits": float(summary["cache"]["hits"]),
+        "cache_misses": float(summary["cache"]["misses"]),
     }
 

@@ -52,7 +52,7 @@ def _common(task, config: LinasConfig, name: str, cache: bool, uses_store: bool 
     return task
 
 
-def _accuracy(config: LinasConfig, it: int, config_json, checkpoint, population):
+def _accuracy(config: LinasConfig, it: int, config_json, checkpoint, store_uri, population):
     """Accuracy on GPU nodes; with K shards, K parallel pods whose outputs are gathered.
 
     It takes the compiled config rather than the resolved one: no run parameter
@@ -63,9 +63,9 @@ def _accuracy(config: LinasConfig, it: int, config_json, checkpoint, population)
     shards = placement.shards
 
     def task(shard):
-        t = stages.evaluate_accuracy(config_json=config_json, checkpoint=checkpoint, shard=shard, shards=shards,
-                                     population=population)
-        _common(t, config, f"iter {it}: evaluate accuracy", cache=False)
+        t = stages.evaluate_accuracy(config_json=config_json, checkpoint=checkpoint, store_uri=store_uri,
+                                     shard=shard, shards=shards, population=population)
+        _common(t, config, f"iter {it}: evaluate accuracy", cache=False, uses_store=True)
         return _place(t, placement).set_container_image(_image(config, "cuda" if placement.resources.gpu else "base"))
 
     if shards == 1:  # no loop: keeps the unrolled graph small
@@ -78,12 +78,12 @@ def _accuracy(config: LinasConfig, it: int, config_json, checkpoint, population)
 
 def _iteration(config: LinasConfig, it: int, config_json, resolved, checkpoint, store_uri, population, history) -> None:
     """Add iteration `it` to the graph; the next one nests inside `dsl.If(go on)`."""
-    accuracy = _accuracy(config, it, config_json, checkpoint, population)
+    accuracy = _accuracy(config, it, config_json, checkpoint, store_uri, population)
     latencies = {}
     for i, target in enumerate(config.targets):
-        task = stages.measure_latency(config_json=resolved, checkpoint=checkpoint, target=target.name,
-                                      population=population)
-        _common(task, config, f"iter {it}: latency on {target.name}", cache=False)
+        task = stages.measure_latency(config_json=resolved, checkpoint=checkpoint, store_uri=store_uri,
+                                      target=target.name, population=population)
+        _common(task, config, f"iter {it}: latency on {target.name}", cache=False, uses_store=True)
         _place(task, target).set_container_image(_image(config, target.image_role))
         latencies[f"latency_{i}"] = task.outputs["latency"]
     previous = {"history": history} if history is not None else {}
@@ -136,7 +136,9 @@ def build_pipeline(config: LinasConfig):
         with dsl.ExitHandler(report, name="linas-iterations"):
             resolved = _common(stages.resolve_config(**run_parameters), config, "apply run parameters",
                                cache=True).output
-            sampled = _common(stages.sample(config_json=resolved), config, "sample initial population", cache=True)
+            # never cached: a recurring run's population depends on the store's previous run
+            sampled = _common(stages.sample(config_json=resolved, store_uri=store_uri), config,
+                              "sample initial population", cache=False, uses_store=True)
             _iteration(config, 0, config_json, resolved, checkpoint, store_uri, sampled.outputs["population"], None)
 
     return linas

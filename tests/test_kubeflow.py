@@ -97,12 +97,15 @@ def test_accuracy_is_sharded_on_gpu_nodes(compiled):
 def test_store_credentials_come_from_a_secret_and_never_appear_in_the_yaml(compiled, tmp_path):
     config, spec, platform = compiled
     by_display = {t["taskInfo"]["name"]: t for t in _tasks(spec).values()}
-    for name in ("iter 0: record and train predictors", "report"):
+    # the store holds the run and the evaluation cache: the tasks that read or write them get the keys
+    for name in ("iter 0: record and train predictors", "report", "sample initial population",
+                 "iter 0: latency on cpu-pool", "iter 0: evaluate accuracy"):
         env = platform[_executor_of(spec, by_display[name])]["secretAsEnv"][0]
         assert env["secretName"] == "linas-minio"
         assert {m["envVar"] for m in env["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    measuring = platform.get(_executor_of(spec, by_display["iter 0: latency on cpu-pool"]), {})
-    assert "secretAsEnv" not in measuring  # least privilege: measuring pods never see the store keys
+    for name in ("iter 1: search predictors (MOEA)", "apply run parameters"):
+        pure = platform.get(_executor_of(spec, by_display[name]), {})
+        assert "secretAsEnv" not in pure  # least privilege: steps that never touch the store never see its keys
     text = yaml.safe_dump(spec) + yaml.safe_dump(platform)
     assert "AWS_SECRET_ACCESS_KEY" in text and "secretkey" in text  # names only...
     assert "linas-test-secret" not in text  # ...never values
@@ -118,7 +121,8 @@ def test_retries_caching_and_display_names(compiled):
         assert task["taskInfo"]["name"][0].isalpha()
         measuring = "latency" in task["taskInfo"]["name"] or "evaluate accuracy" in task["taskInfo"]["name"]
         cached = task.get("cachingOptions", {}).get("enableCache", False)
-        assert cached is (not measuring and task["taskInfo"]["name"] != "report"), task["taskInfo"]["name"]
+        reads_store_state = task["taskInfo"]["name"] in ("report", "sample initial population")
+        assert cached is (not measuring and not reads_store_state), task["taskInfo"]["name"]
 
 
 def test_iterations_nest_under_the_go_on_flag_and_the_report_is_the_exit_task(compiled):

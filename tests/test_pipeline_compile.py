@@ -212,7 +212,8 @@ def test_caching_is_off_for_measurements_and_on_for_pure_steps(ir, role):
         assert cached((it, "train"))
     for it in range(1, ITERATIONS):
         assert cached((it, "moea"))
-    assert cached((0, "sample"))
+    # a recurring run's first population depends on the store, not only on the inputs
+    assert not cached((0, "sample"))
 
 
 def test_every_executor_runs_a_project_image(compiled, ir, role):

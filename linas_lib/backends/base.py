@@ -72,6 +72,7 @@ class Backend:
     """Base class: validated settings, optional calibration data, the timing discipline."""
 
     name = "?"
+    runtime_package = ""  # the distribution whose version is part of the hardware fingerprint
     devices: Sequence[str] = ("cpu",)
     precisions: Sequence[str] = ("fp32",)
     device_hint = ""
@@ -96,6 +97,15 @@ class Backend:
         self._calibration: list | None = None
         self.set_calibration(calibration)
         self.last_timings_s: dict = {}
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(cls.runtime_package) if cls.runtime_package else ""
+        except PackageNotFoundError:
+            return ""
 
     # ---- calibration (INT8) ---------------------------------------------------
     @property

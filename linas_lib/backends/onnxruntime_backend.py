@@ -14,6 +14,7 @@ __all__ = ["OnnxRuntimeBackend", "export_onnx"]
 @backend_registry.register("onnxruntime")
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    runtime_package = "onnxruntime"
     devices = ("cpu", "cuda")
     precisions = ("fp32",)
     precision_hint = "INT8 is measured with the openvino backend"

@@ -47,6 +47,7 @@ def runtime_layer_precisions(compiled) -> dict:
 @backend_registry.register("openvino")
 class OpenVINOBackend(Backend):
     name = "openvino"
+    runtime_package = "openvino"
     devices = ("cpu",)
     precisions = ("fp32", "int8")
     device_hint = "OpenVINO has no CUDA device; measure NVIDIA GPUs with the torch or onnxruntime backend"

@@ -28,6 +28,7 @@ def torch_threads(n: int) -> Iterator[None]:
 @backend_registry.register("torch")
 class TorchBackend(Backend):
     name = "torch"
+    runtime_package = "torch"
     devices = ("cpu", "cuda")
     precisions = ("fp32",)
     precision_hint = "INT8 is measured with the openvino backend"

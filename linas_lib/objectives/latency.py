@@ -1,56 +1,163 @@
-"""Latency of each sub-network on one hardware target."""
+"""Latency of each sub-network on one hardware target, and drift of a target over time."""
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
 import numpy as np
 
-from linas_lib.backends import build_backend
+from linas_lib.backends import backend_class, build_backend
+from linas_lib.cache import EvaluationCache, latency_scope
 from linas_lib.measurements import latency_column
+from linas_lib.objectives.attempts import attempt
+from linas_lib.objectives.recording import record_safely
 
 
-def measure_latency(supernet, encodings: np.ndarray, target, normalize: bool = False) -> list[dict[str, Any]]:
+def target_fingerprint(target) -> dict[str, Any]:
+    """What determines a latency on `target`, known before measuring: the cache key.
+
+    The host part is read on the machine that measures (a pod on the target's node pool).
+    """
+    from linas_lib.backends.timing import gpu_name, host_fingerprint
+
+    fp = {
+        **host_fingerprint(),
+        "accelerator": (gpu_name() or "cuda (unknown)") if target.device == "cuda" else "none",
+        "backend": target.backend,
+        "backend_version": backend_class(target.backend).runtime_version(),
+        "device": target.device,
+        "precision": target.precision,
+        "batch_size": target.batch_size,
+        "threads": target.threads,
+        "params": target.params,
+        "node": target.node_fingerprint,
+    }
+    if target.precision == "int8":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            fp["nncf_version"] = version("nncf")
+        except PackageNotFoundError:
+            fp["nncf_version"] = ""
+        fp["calibration_samples"] = target.calibration_samples
+    return fp
+
+
+def measure_latency(
+    supernet, encodings: np.ndarray, target, normalize: bool = False, *, policy=None,
+    cache: EvaluationCache | None = None, refresh: bool = False,
+) -> list[dict[str, Any]]:
     """`target` is a TargetConfig; values are keyed `latency@<target>` and friends.
 
     With `normalize`, the largest sub-network is measured in the same session and each
     latency is also given as a ratio to it (`latency_norm@<target>`), which cancels
-    the platform's speed so latencies from different platforms can be pooled.
+    the platform's speed so latencies from different platforms can be pooled. With
+    `refresh`, the cache is not read, only written: everything is measured afresh.
     """
-    backend = build_backend(target.backend, **target.backend_params())
-    int8 = target.precision == "int8"
-    if int8:  # post-training quantization calibrates on the plugin's own data
-        if not hasattr(supernet, "calibration_inputs"):
-            raise ValueError(f"target {target.name!r}: INT8 needs calibration data, and the "
-                             f"{type(supernet).__name__} plugin has no calibration_inputs()")
-        n_batches = max(1, -(-target.calibration_samples // target.batch_size))
-        backend.set_calibration(supernet.calibration_inputs(target.batch_size, n_batches))
+    from linas_lib.config import MeasurementPolicy
+
+    policy = policy or MeasurementPolicy(retries=0)
     space = supernet.space
     X = space.canonicalize(encodings)
+    keys = space.keys(X)
     col = latency_column(target.name)
-    quality = supernet.quality_metric
+    needed = [col] + ([f"latency_norm@{target.name}"] if normalize else [])
+    scope = latency_scope(target_fingerprint(target))
+    hits = {k: e for k, e in (cache.lookup(scope, keys) if cache and not refresh else {}).items()
+            if all(n in e["values"] for n in needed)}
+
+    backend = None
     reference = None
-    if normalize:
-        module, inputs = supernet.export_module(space.canonicalize(space.upper)[0], target.batch_size)
-        reference = backend.measure(module, inputs).median_ms
+    int8 = target.precision == "int8"
+    quality = supernet.quality_metric
+
+    def ready():
+        nonlocal backend, reference
+        if backend is not None:
+            return backend
+        backend = build_backend(target.backend, **target.backend_params())
+        if int8:  # post-training quantization calibrates on the plugin's own data
+            if not hasattr(supernet, "calibration_inputs"):
+                raise ValueError(f"target {target.name!r}: INT8 needs calibration data, and the "
+                                 f"{type(supernet).__name__} plugin has no calibration_inputs()")
+            n_batches = max(1, -(-target.calibration_samples // target.batch_size))
+            backend.set_calibration(supernet.calibration_inputs(target.batch_size, n_batches))
+        if normalize:
+            module, inputs = supernet.export_module(space.canonicalize(space.upper)[0], target.batch_size)
+            reference = backend.measure(module, inputs).median_ms
+        return backend
+
     rows = []
-    for encoding, key in zip(X, space.keys(X)):
-        row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "values": {}, "error": ""}
-        try:
+    for encoding, key in zip(X, keys):
+        row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "error": ""}
+        if key in hits:
+            row.update(values=hits[key]["values"], fingerprint=hits[key].get("fingerprint", {}), cache={scope: "hit"})
+            rows.append(row)
+            continue
+        extra: dict[str, Any] = {}
+
+        def measure_one() -> dict[str, float]:
+            b = ready()
             module, inputs = supernet.export_module(encoding, target.batch_size)
-            prepared = backend.prepare(module, inputs)
-            result = backend.time(prepared)
-            row["values"] = {col: result.median_ms, f"latency_cv@{target.name}": result.cv,
-                             f"latency_p90@{target.name}": result.p90_ms}
+            prepared = b.prepare(module, inputs)
+            result = b.time(prepared)
+            values = {col: result.median_ms, f"latency_cv@{target.name}": result.cv,
+                      f"latency_p90@{target.name}": result.p90_ms}
             if int8 and hasattr(supernet, "evaluate_exported"):
                 # the quantized model's own quality: the INT8 search space is what is deployed
                 try:
-                    row["values"][f"{quality}@{target.name}"] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
+                    values[f"{quality}@{target.name}"] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
                 except Exception as exc:  # e.g. OFA without weights: latency stands on its own
-                    row["quality_error"] = f"{quality}@{target.name}: {exc}"
+                    extra["quality_error"] = f"{quality}@{target.name}: {exc}"
             if reference:
-                row["values"][f"latency_norm@{target.name}"] = result.median_ms / reference
-            row["fingerprint"] = {**result.fingerprint, **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}
-        except Exception as exc:
-            row["error"] = f"latency@{target.name}: {exc!r}"
+                values[f"latency_norm@{target.name}"] = result.median_ms / reference
+            extra["fingerprint"] = {**result.fingerprint,
+                                    **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}
+            return values
+
+        values, error, tries = attempt(measure_one, policy, f"latency@{target.name}")
+        row.update(values=values, error=error, attempts=tries, cache={scope: "miss"}, **extra)
+        if cache and not error:
+            record_safely(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values,
+                                              "fingerprint": extra.get("fingerprint", {})})
         rows.append(row)
     return rows
+
+
+def check_drift(
+    supernet, target, previous: dict[str, dict[str, Any]], threshold: float, *, policy=None,
+    cache: EvaluationCache | None = None, normalize: bool = False,
+) -> dict[str, Any]:
+    """Re-measure the previous run's front on `target` for real and compare.
+
+    `previous` maps subnet_id -> {"encoding", "latency", "scope"} from the previous run.
+    Drift (the median relative change exceeds `threshold`, or the fingerprint changed)
+    marks every older cached latency of this target stale, so the search starts afresh;
+    the fresh measurements are cached and reused by the search itself.
+    """
+    scope = latency_scope(target_fingerprint(target))
+    started = time.time()
+    if not previous:
+        return {"target": target.name, "remeasured": 0, "drifted": False, "reason": "no previous front"}
+    X = np.asarray([p["encoding"] for p in previous.values()], dtype=np.int64)
+    # cached one by one as they are taken (after `started`, so a stale mark spares them)
+    rows = measure_latency(supernet, X, target, normalize, policy=policy, cache=cache, refresh=True)
+    col = latency_column(target.name)
+    changes = {}
+    for row in rows:
+        old = previous.get(row["subnet_id"], {}).get("latency")
+        if not row["error"] and old:
+            changes[row["subnet_id"]] = row["values"][col] / old - 1.0
+    old_scopes = {p.get("scope") for p in previous.values()} - {None}
+    fingerprint_changed = bool(old_scopes) and scope not in old_scopes
+    median = statistics.median(changes.values()) if changes else float("nan")
+    drifted = fingerprint_changed or (bool(changes) and abs(median) > threshold)
+    if drifted and cache:
+        cache.mark_stale(scope, f"latency drift on {target.name}: median change {median:+.1%}", before=started)
+    reason = ("the hardware fingerprint changed" if fingerprint_changed else
+              f"median latency change {median:+.1%} " + ("exceeds" if drifted else "within") + f" ±{threshold:.0%}"
+              if changes else "no previous-front latency could be re-measured")
+    return {"target": target.name, "remeasured": len(rows), "failed": sum(bool(r["error"]) for r in rows),
+            "median_change": median, "changes": changes, "fingerprint_changed": fingerprint_changed,
+            "drifted": drifted, "reason": reason, "threshold": threshold}

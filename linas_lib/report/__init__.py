@@ -115,6 +115,30 @@ def _transfer_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
+def _reuse_sections(summary: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
+    """Evaluation-cache use, and for a recurring run: drift per target and the previous front."""
+    cache = summary.get("cache") or {"hits": 0, "misses": 0}
+    out = [("## Evaluation cache", "Measurements reused from earlier runs (hits) and taken for real (misses), "
+            "per objective group.", (["hits", "misses"], [[str(cache["hits"]), str(cache["misses"])]]))]
+    drift = summary.get("drift") or {}
+    if drift:
+        rows = [[t, str(d.get("remeasured", 0)), _fmt(d.get("median_change", float("nan"))),
+                 "yes" if d.get("fingerprint_changed") else "no",
+                 "DRIFT: cached latencies marked stale, searched afresh" if d.get("drifted") else "no drift",
+                 d.get("reason", "")] for t, d in drift.items()]
+        out.append(("## Latency drift since the previous run",
+                    "The previous run's front was re-measured on each target before anything was reused.",
+                    (["target", "re-measured", "median change", "fingerprint changed", "verdict", "why"], rows)))
+    previous = summary.get("previous") or {}
+    if previous:
+        rows = [[t, _fmt(p["previous_hypervolume"]), _fmt(p["hypervolume"]), str(p["previous_size"]), str(p["size"]),
+                 str(p["shared"])] for t, p in previous.items()]
+        out.append(("## Compared with the previous run",
+                    "Both fronts' hypervolume under one normalization, front sizes and shared sub-networks.",
+                    (["target", "previous HV", "this run's HV", "previous front", "this front", "shared"], rows)))
+    return out
+
+
 def markdown_report(summary: dict[str, Any]) -> str:
     hv = summary["hypervolume"]
     lines = [
@@ -142,6 +166,7 @@ def markdown_report(summary: dict[str, Any]) -> str:
         sections.append(("## Transferability between targets",
                          "Sub-networks on one target's measured front, ranked by their measured latency on each "
                          "other target.", _transfer_rows(summary)))
+    sections += _reuse_sections(summary)
     for title, note, (header, rows) in sections:
         if title:
             lines += [title, "", note, ""]
@@ -186,6 +211,8 @@ img {{ max-width: 100%; }}
 <p>Error of the previous iteration's predictors on the population that was then measured.</p>
 {_html_table(*_quality_rows(summary))}
 {_transfer_html(summary)}
+{"".join(f"<h2>{html.escape(t.removeprefix('## '))}</h2><p>{html.escape(n)}</p>" + _html_table(*table)
+         for t, n, table in _reuse_sections(summary))}
 </body></html>
 """
 

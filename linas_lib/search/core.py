@@ -246,7 +246,14 @@ def _records(front: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in front[keep].to_dict("records")]
 
 
-def summarize(config, frame: pd.DataFrame) -> dict[str, Any]:
+def summarize(
+    config, frame: pd.DataFrame, previous: pd.DataFrame | None = None, drift: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything the report shows; `previous` (a recurring run's predecessor's table) and
+    `drift` (its re-measured front) add the comparison with the previous run."""
+    from linas_lib.measurements import cache_counts
+    from linas_lib.search.recurring import compare_fronts
+
     objectives = config.resolved_objectives()
     pareto = _records(pareto_front(config, frame))
     has_data = not successful(frame).empty
@@ -269,4 +276,7 @@ def summarize(config, frame: pd.DataFrame) -> dict[str, Any]:
         "pareto": pareto,
         "targets": targets,
         "transferability": transferability(config, frame) if has_data and len(targets) > 1 else {},
+        "cache": cache_counts(frame),
+        "drift": drift or {},
+        "previous": compare_fronts(config, previous, frame) if previous is not None and has_data else {},
     }

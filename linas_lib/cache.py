@@ -1,0 +1,167 @@
+"""The evaluation cache: every real measurement, kept across runs, so none is paid for twice.
+
+An entry is keyed by what determines the measured value:
+
+    <namespace>/<scope>/<subnet_id>.json
+
+- namespace: the super-network (name, params, checkpoint digest);
+- scope: the objective group, `quality-<metric>` or `complexity`, or for latency
+  `latency-<hash of the target fingerprint>` (device model, backend and its version,
+  precision, batch, threads, node labels);
+- subnet_id: the canonical encoding's key.
+
+Each entry is its own immutable object written whole (temp file + rename on disk, a
+single PUT on S3), so any number of pods can write at once with no read-modify-write.
+Entries from before a scope's `stale-before` mark (set when latency drift is
+detected) are ignored. A corrupt or unreadable entry is a miss, never an error: the
+cache only ever saves work.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from linas_lib.api.store import Store, StoreError, get_json, put_json
+from linas_lib.stores import open_store
+
+STALE_MARK = "_stale_before.json"
+
+
+def digest(obj: Any, length: int = 16) -> str:
+    """A stable short hash of JSON-able data."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def quality_scope(metric: str | None) -> str:
+    return f"quality-{metric}" if metric else "complexity"
+
+
+def latency_scope(fingerprint: dict) -> str:
+    return f"latency-{digest(fingerprint)}"
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses}
+
+
+class EvaluationCache:
+    def __init__(self, store: Store | str, namespace: str):
+        self.store = open_store(store) if isinstance(store, str) else store
+        self.namespace = namespace
+
+    @property
+    def uri(self) -> str:
+        return f"{self.store.uri}/{self.namespace}"
+
+    def _key(self, scope: str, subnet_id: str) -> str:
+        return f"{self.namespace}/{scope}/{subnet_id}.json"
+
+    def lookup(self, scope: str, subnet_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The usable entries among `subnet_ids`: one listing, then one read per hit."""
+        prefix = f"{self.namespace}/{scope}/"
+        present = set(self.store.list(prefix))
+        stale_before = self._stale_before(scope, present)
+        found = {}
+        for subnet_id in subnet_ids:
+            key = self._key(scope, subnet_id)
+            if key not in present:
+                continue
+            try:
+                entry = get_json(self.store, key)
+            except StoreError:
+                continue  # corrupt or vanished: measure again, the new entry replaces it
+            if isinstance(entry, dict) and entry.get("measured_at", 0) >= stale_before and "values" in entry:
+                found[subnet_id] = entry
+        return found
+
+    def record(self, scope: str, subnet_id: str, entry: dict[str, Any]) -> None:
+        put_json(self.store, self._key(scope, subnet_id), {"measured_at": time.time(), **entry})
+
+    def mark_stale(self, scope: str, reason: str, before: float | None = None) -> None:
+        """Every entry of `scope` measured before `before` (default: now) is ignored from here on."""
+        mark = {"before": time.time() if before is None else before, "reason": reason}
+        put_json(self.store, f"{self.namespace}/{scope}/{STALE_MARK}", mark)
+
+    def _stale_before(self, scope: str, present: set[str]) -> float:
+        key = f"{self.namespace}/{scope}/{STALE_MARK}"
+        if key not in present:
+            return 0.0
+        try:
+            return float(get_json(self.store, key)["before"])
+        except (StoreError, KeyError, TypeError, ValueError):
+            return float("inf")  # an unreadable mark: trust nothing in this scope
+
+    def entries(self, scope: str) -> int:
+        return sum(1 for k in self.store.list(f"{self.namespace}/{scope}/") if k.endswith(".json")
+                   and not k.endswith(STALE_MARK))
+
+
+def supernet_namespace(name: str, params: dict, checkpoint_digest: str) -> str:
+    return f"{name}/{digest({'params': params, 'checkpoint': checkpoint_digest})}"
+
+
+def checkpoint_digest(supernet, checkpoint: str | None) -> str:
+    """The plugin's own digest when it offers one, else the checkpoint file's, else 'none'."""
+    own = getattr(supernet, "checkpoint_digest", None)
+    if own:
+        return str(own)
+    if checkpoint:
+        import os
+
+        if os.path.isfile(checkpoint):
+            h = hashlib.sha256()
+            with open(checkpoint, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()
+        return f"path:{checkpoint}"
+    return "none"
+
+
+CACHE_DIR_NAME = "evaluation-cache"
+
+
+def sibling_uri(run_uri: str, name: str) -> str:
+    """`name` beside the run location: runs/a -> runs/<name>; s3://b/x/a?q -> s3://b/x/<name>?q."""
+    import os
+    from urllib.parse import urlparse, urlunparse
+
+    parsed = urlparse(run_uri)
+    if len(parsed.scheme) <= 1:  # a local path (or C:\)
+        return os.path.join(os.path.dirname(os.path.abspath(run_uri)), name)
+    if parsed.scheme == "file":
+        return os.path.join(os.path.dirname(os.path.abspath(parsed.path)), name)
+    parent = parsed.path.rstrip("/").rpartition("/")[0]
+    return urlunparse(parsed._replace(path=f"{parent}/{name}"))
+
+
+def cache_uri(config, run_uri: str) -> str:
+    """The configured cache, or the shared one beside the run; a disabled cache is private
+    to the run (it still makes resume and retried pipeline tasks free)."""
+    if not config.cache.enabled:
+        return _child(run_uri, CACHE_DIR_NAME)
+    return config.cache.uri or sibling_uri(run_uri, CACHE_DIR_NAME)
+
+
+def _child(uri: str, name: str) -> str:
+    import os
+    from urllib.parse import urlparse, urlunparse
+
+    parsed = urlparse(uri)
+    if len(parsed.scheme) <= 1:
+        return os.path.join(uri, name)
+    return urlunparse(parsed._replace(path=parsed.path.rstrip("/") + "/" + name))
+
+
+def open_cache(config, run_uri: str, supernet, checkpoint: str | None) -> EvaluationCache:
+    namespace = supernet_namespace(config.supernet.name, dict(config.supernet.params),
+                                   checkpoint_digest(supernet, checkpoint))
+    return EvaluationCache(cache_uri(config, run_uri), namespace)
