@@ -24,7 +24,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused: `min_time_s: .inf` would time forever, a NaN bound never holds
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_name(kind: str, name: str, names: list[str]) -> str:
@@ -46,10 +47,16 @@ class SupernetConfig(_Strict):
         if isinstance(data, dict) and data.get("plugin_file"):
             from linas_lib.supernets import load_plugin_file
 
+            if not isinstance(data["plugin_file"], str):
+                return data  # the field's own type check names it
             try:
-                load_plugin_file(str(data["plugin_file"]))
+                load_plugin_file(data["plugin_file"])
             except FileNotFoundError as exc:
                 raise ValueError(str(exc)) from None
+            except Exception as exc:  # a broken plugin: a clear message, not a traceback from pydantic
+                raise ValueError(
+                    f"supernet.plugin_file {data['plugin_file']!r} failed to load: {type(exc).__name__}: {exc}"
+                ) from None
         return data
 
     @field_validator("name")
@@ -58,6 +65,66 @@ class SupernetConfig(_Strict):
         from linas_lib.supernets import supernet_names
 
         return _check_name("super-network", v, supernet_names())
+
+    @model_validator(mode="after")
+    def _params_and_space(self) -> "SupernetConfig":
+        from linas_lib.supernets import supernet_class
+
+        plugin = supernet_class(self.name)
+        _check_params(f"super-network {self.name}", plugin, self.params, "supernet.params")
+        build = getattr(plugin, "search_space", None)
+        if build is None:
+            return self
+        try:
+            space = build(**self.params)
+        except Exception as exc:  # e.g. SearchSpace's "needs at least one variable"
+            raise ValueError(f"super-network {self.name}: no search space from supernet.params "
+                             f"{_short(self.params)}: {exc}") from None
+        variables = list(getattr(space, "variables", None) or [])
+        if not variables:
+            raise ValueError(f"super-network {self.name}: supernet.params {_short(self.params)} give an empty search space")
+        empty = [getattr(v, "name", "?") for v in variables if not getattr(v, "options", None)]
+        if empty:
+            raise ValueError(f"super-network {self.name}: variable(s) {empty} of the search space have no options")
+        return self
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_params(what: str, plugin: Any, params: dict[str, Any], where: str) -> None:
+    """Names (and, where annotated, types) of `params` against the plugin's constructor."""
+    import inspect
+    import typing
+
+    from pydantic import TypeAdapter
+
+    try:
+        signature = inspect.signature(plugin)
+    except (TypeError, ValueError):
+        return
+    accepted = {n: p for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} in {where} of {what}; "
+                             f"allowed: {', '.join(accepted) or '(none)'}")
+    try:
+        hints = typing.get_type_hints(plugin.__init__)
+    except Exception:  # unresolvable annotations: names only
+        return
+    for name, value in params.items():
+        if name not in hints or name not in accepted:
+            continue
+        try:
+            TypeAdapter(hints[name]).validate_python(value)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"] if exc.errors() else "wrong type"
+            raise ValueError(f"{where}.{name}: {reason} (got {_short(value)})") from None
+        except Exception:  # a hint pydantic cannot check
+            continue
 
 
 class Toleration(_Strict):
@@ -97,9 +164,9 @@ class TargetConfig(Placement):
     precision: Literal["fp32", "int8"] = "fp32"
     batch_size: int = Field(32, ge=1, le=4096)
     threads: int = Field(1, ge=1, le=256)
-    warmup: int = Field(10, ge=0)
-    min_repeats: int = Field(30, ge=3)
-    min_time_s: float = Field(0.3, ge=0)
+    warmup: int = Field(10, ge=0, le=100_000)
+    min_repeats: int = Field(30, ge=3, le=1_000_000)
+    min_time_s: float = Field(0.3, ge=0, le=3600)
     calibration_samples: int = Field(64, ge=1, description="int8: calibration samples for quantization")
     params: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings, e.g. lut: {table: PATH}")
     node_fingerprint: dict[str, str] = Field(
@@ -163,7 +230,10 @@ class ClusterConfig(_Strict):
     store_secret: str | None = Field(
         "linas-minio", description="Secret with keys accesskey/secretkey, injected as AWS_* env; null: none"
     )
-    s3_endpoint: str | None = Field(None, description="host:port of MinIO/S3, set as LINAS_S3_ENDPOINT")
+    s3_endpoint: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$",
+        description="host:port of MinIO/S3 (no scheme, no user:password@), set as LINAS_S3_ENDPOINT",
+    )
     s3_secure: bool = False
     retries: int = Field(2, ge=0, le=10)
     retry_backoff: str = Field("30s", pattern=r"^[0-9]+(s|m|h)$")
@@ -210,6 +280,12 @@ class InnerSearchConfig(_Strict):
 
         return _check_name("algorithm", v, algorithm_names())
 
+    @model_validator(mode="after")
+    def _budget(self) -> "InnerSearchConfig":
+        if self.population is not None and self.evaluations < self.population:
+            raise ValueError(f"evaluations ({self.evaluations}) must be at least population ({self.population})")
+        return self
+
     def algorithm_params(self) -> dict[str, Any]:
         set_ = {k: getattr(self, k) for k in ("population", "crossover", "mutation") if getattr(self, k) is not None}
         return {**set_, **self.params}
@@ -237,8 +313,8 @@ class ScheduleStep(_Strict):
 
 class SearchConfig(_Strict):
     mode: Literal["linas", "validation", "oneshot"] = "linas"
-    population: int = Field(25, ge=2, description="sub-networks measured per iteration")
-    evaluations: int = Field(125, ge=2, description="total real measurements")
+    population: int = Field(25, ge=2, le=100_000, description="sub-networks measured per iteration")
+    evaluations: int = Field(125, ge=2, le=1_000_000, description="total real measurements")
     algorithm: str = Field("nsga2", description="validation mode: the algorithm that is measured directly")
     algorithm_params: dict[str, Any] = Field(default_factory=dict, description="validation mode: algorithm settings")
     inner: InnerSearchConfig = Field(default_factory=InnerSearchConfig)
@@ -322,6 +398,15 @@ class LinasConfig(_Strict):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     store: str | None = Field(None, description="run location: a directory or s3://bucket/prefix (pipeline default)")
 
+    @field_validator("store")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        # Never echo the value: it may hold the very secret it must not contain.
+        if v is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", v):
+            raise ValueError("must not contain user:password@; S3 credentials come from the "
+                             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment (cluster.store_secret)")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> "LinasConfig":
         from linas_lib.supernets import supernet_class
@@ -393,8 +478,37 @@ def _format_errors(exc: ValidationError) -> str:
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "value_error" and not isinstance(err.get("input"), dict) else ""))
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(err["loc"][:-1])
+            msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        elif err["type"] != "value_error" and not isinstance(err.get("input"), dict):
+            msg += f" (got {_short(err['input'])})"
+        lines.append(f"  {msg}" if msg.startswith(f"{where}.") else f"  {where}: {msg}")
     return "invalid config:\n" + "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The field names of the model at `loc` (list indices and dict keys step into the items)."""
+    import types
+    import typing
+
+    def unwrap(tp: Any) -> Any:  # X | None -> X
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 else tp
+
+    node: Any = LinasConfig
+    for part in loc:
+        node = unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if str(part) not in node.model_fields:
+                return []
+            node = node.model_fields[str(part)].annotation
+        elif typing.get_origin(node) in (list, dict) and typing.get_args(node):
+            node = typing.get_args(node)[-1]  # list[X] -> X, dict[K, V] -> V
+        else:
+            return []
+    node = unwrap(node)
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
 
 
 def config_from_dict(data: Any) -> LinasConfig:
@@ -407,15 +521,45 @@ def config_from_dict(data: Any) -> LinasConfig:
 
 
 def config_from_json(text: str) -> LinasConfig:
-    return config_from_dict(json.loads(text))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid config: not valid JSON ({exc})") from None
+    return config_from_dict(data)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice (YAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:  # the explicit keys; '<<' merges may be overridden
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: str | Path) -> LinasConfig:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"config file {str(path)!r} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only, no Python objects
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"config file {str(path)!r} is empty")
     return config_from_dict(data)

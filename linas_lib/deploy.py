@@ -15,11 +15,39 @@ from linas_lib.config import LinasConfig
 
 def parse_subnet(space, subnet: str, seed: int = 0) -> np.ndarray:
     """'random', a JSON list of gene indices, or comma-separated indices -> canonical encoding."""
-    if subnet == "random":
+    from linas_lib.api.search_space import InvalidEncodingError
+
+    if subnet.strip() == "random":
         return space.sample(1, seed)[0]
     text = subnet.strip()
-    genes = json.loads(text) if text.startswith("[") else [int(g) for g in text.split(",") if g.strip()]
-    return space.canonicalize(genes)[0]
+    if text.startswith("["):
+        try:
+            genes = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidEncodingError(f"--subnet {_clip(text)}: not a JSON list of gene indices ({exc.msg})") from None
+        if not isinstance(genes, list) or any(isinstance(g, list) for g in genes):
+            raise InvalidEncodingError(f"--subnet {_clip(text)}: expected one flat list of {space.n_var} gene indices")
+    else:
+        genes = [_gene(g.strip()) for g in text.split(",") if g.strip()]
+    try:
+        return space.canonicalize(genes)[0]
+    except InvalidEncodingError as exc:
+        raise InvalidEncodingError(f"--subnet {_clip(text)}: {exc}") from None
+
+
+def _gene(text: str):
+    """One comma-separated gene: an int when it is one, else the text (which validation names)."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)  # '2.0' is fine, '1.5' and 'nan' are named by validation
+        except ValueError:
+            return text
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_names: list[str] | None = None) -> list[dict[str, Any]]:
@@ -61,6 +89,8 @@ def export_subnet(run_dir: str, subnet_id: str, fmt: str, int8: bool = False, ou
         raise ValueError(f"--format {fmt!r}: allowed: onnx, openvino")
     if int8 and fmt != "openvino":
         raise ValueError("--int8 needs --format openvino (NNCF post-training quantization)")
+    if "://" not in str(run_dir) and not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
     run = RunStore(run_dir)
     if not run.store.exists("config.json"):
         raise FileNotFoundError(f"{run_dir} is not a LINAS run directory (no config.json)")

@@ -81,7 +81,7 @@ def test_missing_credentials_and_missing_endpoint_are_clear(monkeypatch, endpoin
 
 
 def test_unreachable_endpoint_retries_then_fails_clearly():
-    store = S3Store(f"127.0.0.1:{free_port()}", "b", secure=False, access_key="k", secret_key="s", retries=2, backoff_s=0.01)
+    store = S3Store(f"127.0.0.1:{free_port()}", "bucket", secure=False, access_key="k", secret_key="s", retries=2, backoff_s=0.01)
     with pytest.raises(StoreError, match="failed after 3 attempts"):
         store.get_bytes("x")
 

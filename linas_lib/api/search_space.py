@@ -20,6 +20,11 @@ class InvalidEncodingError(ValueError):
     """An encoding that names no network of the space."""
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class ActiveWhen:
     """The gene exists only while `variable`'s option value is >= `at_least`."""
@@ -86,35 +91,87 @@ class SearchSpace:
         return self.cardinalities - 1
 
     # ---- validation --------------------------------------------------------
+    def _gene_error(self, column: int, value: Any, problem: str) -> InvalidEncodingError:
+        var = self.variables[column]
+        if isinstance(value, np.generic):
+            value = value.item()
+        return InvalidEncodingError(
+            f"gene {column} ({var.name!r}) {problem}, got {_short(value)}; allowed: option indices "
+            f"0..{len(var.options) - 1} for options {_short(list(var.options), 200)}"
+        )
+
     def validate(self, encodings: Any) -> np.ndarray:
-        """Return encodings as an int matrix, or raise naming the bad gene."""
-        arr = np.asarray(encodings)
+        """Return encodings as an int matrix, or raise naming the bad gene and its allowed range.
+
+        Accepted: integer genes, and floats with an integral value (as MOEAs hand them out).
+        Refused with an InvalidEncodingError (a ValueError): a wrong number of genes, NaN or
+        infinity, fractions, booleans, strings, ragged rows and indices out of range.
+        """
+        if isinstance(encodings, np.ndarray) and encodings.dtype.kind in "iu":
+            arr = encodings  # the hot path: int matrices from this library
+        elif isinstance(encodings, (str, bytes, dict, set)) or np.isscalar(encodings):
+            raise InvalidEncodingError(
+                f"an encoding of {self.name!r} is a list of {self.n_var} gene indices "
+                f"({', '.join(self.names)}); got {_short(encodings)}"
+            )
+        elif isinstance(encodings, np.ndarray):
+            arr = encodings
+        else:
+            # Lists keep their Python objects, so that [0, True] or [0, 'x'] is not silently cast
+            # to ints or strings and the bad gene can be named.
+            try:
+                arr = np.array(encodings, dtype=object)
+            except (ValueError, TypeError):
+                raise InvalidEncodingError(
+                    f"encodings of {self.name!r} must be rows of {self.n_var} gene indices "
+                    f"({', '.join(self.names)}); got ragged or nested rows"
+                ) from None
+        shape = arr.shape
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != self.n_var:
             raise InvalidEncodingError(
-                f"an encoding of {self.name!r} has {self.n_var} genes "
-                f"({', '.join(self.names)}); got shape {np.asarray(encodings).shape}"
+                f"an encoding of {self.name!r} has {self.n_var} genes ({', '.join(self.names)}); "
+                f"got shape {shape}"
             )
         if arr.dtype.kind not in "iu":
-            if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)):
-                raise InvalidEncodingError(f"genes must be integers, got dtype {arr.dtype}")
-            bad = np.argwhere(arr != np.round(arr))
-            if len(bad):
-                r, c = bad[0]
-                raise InvalidEncodingError(
-                    f"gene {self.names[c]!r} must be an integer option index, got {arr[r, c]!r}"
-                )
-        arr = arr.astype(np.int64)
+            arr = self._integral(arr)
         out_of_range = (arr < 0) | (arr > self.upper)
         if out_of_range.any():
             r, c = np.argwhere(out_of_range)[0]
-            var = self.variables[c]
-            raise InvalidEncodingError(
-                f"gene {var.name!r} = {arr[r, c]} is out of range; allowed indices 0..{len(var.options) - 1} "
-                f"for options {list(var.options)}"
-            )
-        return arr
+            raise self._gene_error(int(c), arr[r, c], "is out of range")
+        return arr.astype(np.int64, copy=False)
+
+    def _integral(self, arr: np.ndarray) -> np.ndarray:
+        """Integral floats (and ints in object arrays) as int64; anything else names its gene."""
+        upper = self.upper
+        if arr.dtype.kind == "f":
+            whole = np.isfinite(arr) & (arr == np.round(arr))
+            if not whole.all():
+                r, c = np.argwhere(~whole)[0]
+                raise self._gene_error(int(c), arr[r, c], "must be a finite integer option index")
+            out_of_range = (arr < 0) | (arr > upper)  # before the cast, which is undefined beyond int64
+            if out_of_range.any():
+                r, c = np.argwhere(out_of_range)[0]
+                raise self._gene_error(int(c), arr[r, c], "is out of range")
+            return arr.astype(np.int64)
+        if arr.dtype == object and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in arr.flat
+        ):  # the usual list of ints: cast, and let the caller check the range
+            try:
+                return arr.astype(np.int64)
+            except OverflowError:  # beyond int64: the loop below names the gene
+                pass
+        out = np.empty(arr.shape, dtype=np.int64)
+        for (r, c), value in np.ndenumerate(arr):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)):
+                raise self._gene_error(c, value, "must be an integer option index")
+            if isinstance(value, (float, np.floating)) and not (np.isfinite(value) and value == round(value)):
+                raise self._gene_error(c, value, "must be a finite integer option index")
+            if not 0 <= value <= upper[c]:
+                raise self._gene_error(c, value, "is out of range")
+            out[r, c] = int(value)
+        return out
 
     # ---- conditional genes -------------------------------------------------
     def active_mask(self, encodings: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
@@ -40,21 +41,68 @@ class Store(Protocol):
 
 
 # Every object carries a digest so a truncated or corrupt object is detected on read.
+#
+# Crash safety: the object and its sidecar are two writes, and a process killed between
+# them must not leave a good object that reads as corrupt. So `put_checked` writes
+#   1. the sidecar listing the new digest *and* the digest(s) valid for the current object,
+#   2. the object,
+#   3. the sidecar with the new digest alone.
+# Each write is atomic, so a kill at any point leaves an object whose digest the sidecar
+# lists: the old object (before 2) or the new one (after 2). A reader accepts any listed
+# digest; bit flips and truncation match none of them and are still reported as corrupt.
+# (The first put of a key writes the object, then its sidecar: until the sidecar exists
+# the object reads unchecked, as objects written by `put_bytes` alone always do.)
 _DIGEST_SUFFIX = ".sha256"
+_READ_ATTEMPTS = 3  # a reader racing a writer may see a new object with the old sidecar: re-read
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sidecar_digests(store: Store, key: str) -> list[str] | None:
+    """The digests the sidecar of `key` lists; None when there is no sidecar."""
+    try:
+        text = store.get_bytes(key + _DIGEST_SUFFIX).decode("ascii", errors="replace")
+    except MissingObjectError:
+        return None
+    return text.split()
 
 
 def put_checked(store: Store, key: str, data: bytes) -> None:
+    new, sidecar = _digest(data), key + _DIGEST_SUFFIX
+    listed = _sidecar_digests(store, key)
+    if listed is None:
+        # No sidecar: whatever is there reads unchecked, and so does the new object until
+        # its sidecar lands; a kill in between leaves a whole object either way.
+        store.put_bytes(key, data)
+        store.put_bytes(sidecar, new.encode())
+        return
+    valid = listed
+    if len(listed) > 1:
+        # An earlier put was interrupted: keep only the digest of the object there now.
+        try:
+            current: str | None = _digest(store.get_bytes(key))
+        except MissingObjectError:
+            current = None
+        valid = [current] if current in listed else []
+    first = [new] + [d for d in valid if d != new]
+    if first != listed:
+        store.put_bytes(sidecar, " ".join(first).encode())
     store.put_bytes(key, data)
-    store.put_bytes(key + _DIGEST_SUFFIX, hashlib.sha256(data).hexdigest().encode())
+    if len(first) > 1:
+        store.put_bytes(sidecar, new.encode())
 
 
 def get_checked(store: Store, key: str) -> bytes:
-    data = store.get_bytes(key)
-    if store.exists(key + _DIGEST_SUFFIX):
-        expected = store.get_bytes(key + _DIGEST_SUFFIX).decode().strip()
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise StoreError(f"{store.uri}/{key} is corrupt: its checksum does not match")
-    return data
+    for attempt in range(_READ_ATTEMPTS):
+        if attempt:
+            time.sleep(0.05 * attempt)
+        data = store.get_bytes(key)
+        valid = _sidecar_digests(store, key)
+        if valid is None or _digest(data) in valid:
+            return data
+    raise StoreError(f"{store.uri}/{key} is corrupt: its checksum does not match")
 
 
 def put_json(store: Store, key: str, obj: Any) -> None:

@@ -1,12 +1,25 @@
 """Local-directory store: the embedded default."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
 from linas_lib.api.store import MissingObjectError, StoreError
 from linas_lib.stores import store_registry
+
+
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _write_error(uri: str, key: str, exc: OSError, existed: bool) -> str:
+    kept = "the previous object is unchanged" if existed else "nothing was written"
+    if exc.errno in _FULL:
+        why = "the disk is full or a file-size limit was reached"
+    else:
+        why = exc.strerror or type(exc).__name__
+    return f"cannot write {uri}/{key}: {why} ({errno.errorcode.get(exc.errno, exc.errno)}); {kept}"
 
 
 @store_registry.register("file")
@@ -23,17 +36,22 @@ class LocalStore:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # temp file + rename in the same directory: readers never see a partial object
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # temp file + rename in the same directory: readers never see a partial object,
+            # and a failed write (full disk, file-size limit) leaves the previous one intact
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StoreError(_write_error(self.uri, key, exc, existed=path.is_file())) from exc
             raise
 
     def get_bytes(self, key: str) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from typing import Callable, TypeVar
 from urllib.parse import parse_qs, urlparse
@@ -23,6 +24,24 @@ from linas_lib.stores import store_registry
 T = TypeVar("T")
 _AUTH_ERRORS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 _MISSING = {"NoSuchKey", "NoSuchObject", "NotFound"}
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` fit for a message: no user:password@ part, and no query values but endpoint and secure."""
+    head, _, query = uri.partition("?")
+    scheme, sep, rest = head.partition("://")
+    if "@" in rest:  # a secret may hold '/', so everything up to the last '@' goes
+        rest = "***@" + rest.rpartition("@")[2]
+    shown = "&".join(
+        f"{k}={redact_endpoint(v[-1]) if k in ('endpoint', 'secure') else '***'}"
+        for k, v in parse_qs(query, keep_blank_values=True).items()
+    )
+    return scheme + sep + rest + ("?" + shown if shown else "")
+
+
+def redact_endpoint(endpoint: str) -> str:
+    """host:port without any user:password@ in front."""
+    return "***@" + endpoint.rpartition("@")[2] if "@" in endpoint else endpoint
 
 
 def _truthy(value: str | None, default: bool) -> bool:
@@ -46,7 +65,7 @@ class S3Store:
         import urllib3
         from minio import Minio
 
-        self.endpoint, self.bucket, self.prefix = endpoint, bucket, prefix.strip("/")
+        self.endpoint, self.bucket, self.prefix = redact_endpoint(endpoint), bucket, prefix.strip("/")
         self.retries, self.backoff_s = retries, backoff_s
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         access_key = access_key if access_key is not None else os.environ.get("AWS_ACCESS_KEY_ID")
@@ -60,17 +79,31 @@ class S3Store:
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s), retries=False, maxsize=16
         )
-        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
+        try:
+            self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                                 http_client=http)
+        except ValueError:  # the SDK's message may repeat the endpoint as given
+            raise StoreError(
+                f"{self.uri}: invalid S3 endpoint {redact_endpoint(endpoint)!r}; expected HOST:PORT without a scheme"
+            ) from None
 
     @classmethod
     def from_uri(cls, uri: str) -> "S3Store":
         parsed = urlparse(uri)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        shown = redact_uri(uri)
         endpoint = query.get("endpoint") or os.environ.get("LINAS_S3_ENDPOINT")
+        if "@" in uri.partition("?")[0] or "@" in (endpoint or "") or set(query) - {"endpoint", "secure"}:
+            raise StoreError(
+                f"{shown}: an S3 URI takes only ?endpoint=HOST:PORT&secure=BOOL and no user:password@; "
+                "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+            )
+        if parsed.netloc and not re.fullmatch(r"[A-Za-z0-9._-]{1,63}", parsed.netloc):
+            raise StoreError(f"{shown}: invalid bucket name; an S3 URI is s3://BUCKET/PREFIX")
         if not endpoint:
-            raise StoreError(f"{uri}: no S3 endpoint; add ?endpoint=HOST:PORT or set LINAS_S3_ENDPOINT")
+            raise StoreError(f"{shown}: no S3 endpoint; add ?endpoint=HOST:PORT or set LINAS_S3_ENDPOINT")
         if not parsed.netloc:
-            raise StoreError(f"{uri}: an S3 URI needs a bucket, as in s3://BUCKET/PREFIX")
+            raise StoreError(f"{shown}: an S3 URI needs a bucket, as in s3://BUCKET/PREFIX")
         secure = _truthy(query.get("secure", os.environ.get("LINAS_S3_SECURE")), default=True)
         return cls(endpoint, parsed.netloc, parsed.path, secure=secure)
 
@@ -96,6 +129,8 @@ class S3Store:
                 if exc.code == "NoSuchBucket":
                     raise StoreError(f"{self.uri}: bucket {self.bucket!r} does not exist on {self.endpoint}") from None
                 error = f"{exc.code}: {exc.message}"
+            except (ValueError, TypeError) as exc:  # the SDK refused the arguments: retrying cannot help
+                raise StoreError(f"{self.uri}: {what}: {exc}") from None
             except Exception as exc:  # connection refused, timeouts, resets: worth retrying
                 error = f"{type(exc).__name__}"
             if attempt < self.retries:
