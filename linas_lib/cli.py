@@ -138,11 +138,12 @@ def cmd_cluster_check(args: argparse.Namespace) -> int:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from linas_lib.deploy import measure_one, parse_subnet
-    from linas_lib.supernets import load_supernet
+    from linas_lib.supernets import load_supernet, supernet_space
 
     config = load_config(args.config)
+    # check the encoding before loading (perhaps training) the super-network
+    encoding = parse_subnet(supernet_space(config.supernet.name, **config.supernet.params), args.subnet, config.seed)
     supernet = load_supernet(config.supernet)
-    encoding = parse_subnet(supernet.space, args.subnet, config.seed)
     targets = [t for part in args.targets or [] for t in part.split(",") if t] or None
     rows = measure_one(config, supernet, encoding, targets)
     print(f"sub-network {supernet.space.key(encoding)}: {encoding.tolist()}")

@@ -388,6 +388,31 @@ class SearchConfig(_Strict):
         return self.step(iteration).predictors or self.predictors
 
 
+class MeasurementPolicy(_Strict):
+    """How one real measurement is attempted: an exception, a time-out, out of memory or a
+    NaN/inf/non-positive value is retried with exponential backoff, then recorded as failed."""
+
+    retries: int = Field(2, ge=0, le=10, description="attempts after the first")
+    backoff_s: float = Field(1.0, ge=0, le=600, description="wait before retry k: backoff_s * 2**k")
+    timeout_s: float | None = Field(None, gt=0, description="per sub-network and objective; null: no limit")
+
+
+class CacheConfig(_Strict):
+    """The cross-run evaluation cache (see linas_lib.cache)."""
+
+    enabled: bool = Field(True, description="false: the cache is private to the run (still used to resume)")
+    uri: str | None = Field(None, description="a directory or s3:// URI; default: 'evaluation-cache' beside the run")
+
+
+class RecurringConfig(_Strict):
+    """Re-running a config into a run location that holds a finished run."""
+
+    warm_start: bool = Field(True, description="start from the previous run's measured Pareto set")
+    drift_threshold: float = Field(
+        0.15, gt=0, le=10, description="relative change of the previous front's median latency that counts as drift"
+    )
+
+
 class LinasConfig(_Strict):
     name: str = Field("linas", pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*$")
     seed: int = Field(0, ge=0)
@@ -396,6 +421,9 @@ class LinasConfig(_Strict):
     targets: list[TargetConfig] = Field(default_factory=lambda: [TargetConfig()], min_length=1)
     search: SearchConfig = Field(default_factory=SearchConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    measurement: MeasurementPolicy = Field(default_factory=MeasurementPolicy)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    recurring: RecurringConfig = Field(default_factory=RecurringConfig)
     store: str | None = Field(None, description="run location: a directory or s3://bucket/prefix (pipeline default)")
 
     @field_validator("store")
