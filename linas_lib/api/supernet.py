@@ -24,6 +24,11 @@ class SuperNetwork(Protocol):
     #: name of the quality column this plugin measures, e.g. "accuracy", "hr@10", "bleu"
     quality_metric: str
     space: SearchSpace
+    # Optional (not checked by isinstance): `checkpoint_digest: str | None`, set by `load()`,
+    # identifies the loaded weights: the sha256 of the checkpoint file, or a stable marker
+    # of weights that no file holds (the OFA plugins' untrained networks:
+    # "untrained:<net id>:classes<n>:seed<seed>"). Caches of measurements across runs key
+    # on it; without it the framework hashes the checkpoint file itself.
 
     @classmethod
     def search_space(cls, **params: Any) -> SearchSpace:
@@ -33,7 +38,9 @@ class SuperNetwork(Protocol):
         """Return a checkpoint path: the given one, or train/load the cached built-in one."""
 
     def load(self, checkpoint: str) -> None:
-        """Load weights; raise a clear error when the file is missing or foreign."""
+        """Load weights; raise a clear error when the file is missing or foreign.
+
+        Sets the optional `checkpoint_digest` (see above) when the plugin has one."""
 
     def evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
         """Quality metric plus `macs` and `params` for each encoding."""

@@ -9,17 +9,14 @@ and gets its batch-norm statistics recalibrated before it is scored or exported.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from linas_lib.api.search_space import ActiveWhen, SearchSpace, Variable
 from linas_lib.supernets import supernet_registry
+from linas_lib.supernets.checkpoints import CheckpointError, TrainedOnce, eval_device, file_digest  # noqa: F401
 
 DEPTHS = (2, 3, 4)
 KERNELS = (3, 5, 7)
@@ -201,23 +198,14 @@ def count_macs_params(module, example) -> tuple[float, float]:
     return macs[0], float(sum(p.numel() for p in module.parameters()))
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class CheckpointError(RuntimeError):
-    pass
-
-
 @supernet_registry.register("elastic_cnn")
-class ElasticCNNSupernet:
+class ElasticCNNSupernet(TrainedOnce):
     """Plugin for the built-in elastic CNN; parameters set the training budget."""
 
     quality_metric = "accuracy"
+    name, kind = "elastic_cnn", "an elastic_cnn checkpoint"
+    recipe_keys = ("epochs", "batch_size", "lr", "random_subnets", "train_limit", "seed")
+    keep_on_cpu = True  # scoring moves each extracted sub-network to the device
 
     def __init__(
         self,
@@ -234,32 +222,20 @@ class ElasticCNNSupernet:
         self.random_subnets, self.train_limit = random_subnets, train_limit
         self.calibration_images, self.seed, self.progress = calibration_images, seed, progress
         self.space = build_space()
-        self._net = None
-        self._data = None
-        self.checkpoint_digest: str | None = None
+        self._data = None  # loaded on first use
 
     @staticmethod
     def search_space(**_: Any) -> SearchSpace:
         return build_space()
 
-    # ---- weights ------------------------------------------------------------
-    def _training_signature(self) -> str:
-        recipe = {k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "random_subnets", "train_limit", "seed")}
-        recipe["arch"] = [STAGES, DEPTHS, KERNELS, EXPANDS, STEM_WIDTH, HEAD_WIDTH]
-        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    # ---- weights (prepare, train and load come from TrainedOnce) ---------------
+    def architecture(self) -> list:
+        return [STAGES, DEPTHS, KERNELS, EXPANDS, STEM_WIDTH, HEAD_WIDTH]
 
-    def prepare(self, checkpoint: str | None, cache_dir: str) -> str:
-        if checkpoint:
-            if not Path(checkpoint).is_file():
-                raise CheckpointError(f"supernet.checkpoint {checkpoint!r} does not exist")
-            return checkpoint
-        path = Path(cache_dir).expanduser() / f"elastic_cnn-{self._training_signature()}.pt"
-        if path.is_file() and _digest_matches(path, require_sidecar=True):
-            return str(path)
-        self.train(path)
-        return str(path)
+    def build(self, payload: dict):
+        return _torch_modules()()
 
-    def train(self, path: str | os.PathLike[str]) -> str:
+    def fit(self):
         import torch
         import torch.nn.functional as F
         from tqdm.auto import tqdm
@@ -300,30 +276,7 @@ class ElasticCNNSupernet:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 bar.update()
         bar.close()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state_dict": net.state_dict(), "signature": self._training_signature()}, tmp)
-        os.replace(tmp, path)
-        path.with_suffix(path.suffix + ".sha256").write_text(file_digest(path))
-        return str(path)
-
-    def load(self, checkpoint: str) -> None:
-        import torch
-
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {checkpoint!r} does not exist")
-        if not _digest_matches(path):
-            raise CheckpointError(f"checkpoint {checkpoint!r} does not match its recorded sha256 digest")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net = _torch_modules()()
-            net.load_state_dict(state["state_dict"])
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {checkpoint!r} is not an elastic_cnn checkpoint: {exc}") from None
-        self._net = net.eval()
-        self.checkpoint_digest = file_digest(path)
+        return net, {}
 
     # ---- sub-networks -------------------------------------------------------
     def _splits(self):
@@ -334,16 +287,7 @@ class ElasticCNNSupernet:
         return self._data
 
     def _static(self, encoding: np.ndarray):
-        if self._net is None:
-            raise CheckpointError("elastic_cnn has no weights loaded; call load(checkpoint) first")
-        return self._net.extract(decode(self.space, encoding))
-
-    @staticmethod
-    def _device() -> str:
-        """Accuracy runs on CUDA when a GPU is present, on the CPU otherwise: same code."""
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return self._require_net().extract(decode(self.space, encoding))
 
     def _recalibrate(self, module) -> None:
         """Fresh batch-norm statistics for this sub-network (as OFA does before scoring)."""
@@ -373,7 +317,7 @@ class ElasticCNNSupernet:
         import torch
 
         _, test = self._splits()
-        device = self._device()
+        device = eval_device()
         x, y = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
         results = []
         for encoding in self.space.canonicalize(encodings):
@@ -407,10 +351,3 @@ class ElasticCNNSupernet:
         )
         return {"accuracy": correct / len(test.y)}
 
-
-def _digest_matches(path: Path, require_sidecar: bool = False) -> bool:
-    """True when the recorded digest matches; a user's checkpoint may come without one."""
-    sidecar = path.with_suffix(path.suffix + ".sha256")
-    if not sidecar.is_file():
-        return not require_sidecar
-    return sidecar.read_text().strip() == file_digest(path)

@@ -18,19 +18,14 @@ fixed negatives.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from linas_lib.api.search_space import ActiveWhen, SearchSpace, Variable
 from linas_lib.supernets import supernet_registry
-from linas_lib.supernets.elastic_cnn import CheckpointError, _digest_matches, file_digest
+from linas_lib.supernets.checkpoints import TrainedOnce, eval_device, torch_threads
 
 EMBED_DIMS = (8, 16, 32, 64, 128)
 HIDDEN_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -158,33 +153,13 @@ def _torch_modules():
     return ElasticNeuMF
 
 
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` torch CPU threads (None: unchanged), restoring the previous count."""
-    import torch
-
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _device():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @supernet_registry.register("ncf")
-class NCFSupernet:
+class NCFSupernet(TrainedOnce):
     """Plugin for elastic NeuMF on MovieLens-100k; parameters set the training budget."""
 
     quality_metric = "hr@10"
+    name, kind = "ncf", "an ncf checkpoint"
+    recipe_keys = ("epochs", "batch_size", "lr", "negatives", "largest_every", "train_limit", "seed")
 
     def __init__(
         self,
@@ -204,9 +179,7 @@ class NCFSupernet:
         self.eval_users = eval_users  # HR@10 over the first N users only (a smaller budget for tests)
         self.threads = threads  # torch CPU threads while training/scoring (None: torch's default)
         self.space = build_space()
-        self._net = None
-        self._data = None
-        self.checkpoint_digest: str | None = None
+        self._data = None  # loaded on first use
 
     @staticmethod
     def search_space(**_: Any) -> SearchSpace:
@@ -231,29 +204,14 @@ class NCFSupernet:
             items[hit] = rng.integers(0, data.n_items, size=int(hit.sum()))
         return items
 
-    # ---- weights ------------------------------------------------------------
-    def _training_signature(self) -> str:
-        recipe = {k: getattr(self, k) for k in
-                  ("epochs", "batch_size", "lr", "negatives", "largest_every", "train_limit", "seed")}
-        recipe["arch"] = [EMBED_DIMS, HIDDEN_SIZES, LAYERS, "ml-100k-loo"]
-        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    # ---- weights (prepare, train and load come from TrainedOnce) ---------------
+    def architecture(self) -> list:
+        return [EMBED_DIMS, HIDDEN_SIZES, LAYERS, "ml-100k-loo"]
 
-    def prepare(self, checkpoint: str | None, cache_dir: str) -> str:
-        if checkpoint:
-            if not Path(checkpoint).is_file():
-                raise CheckpointError(f"supernet.checkpoint {checkpoint!r} does not exist")
-            return checkpoint
-        path = Path(cache_dir).expanduser() / f"ncf-{self._training_signature()}.pt"
-        if path.is_file() and _digest_matches(path, require_sidecar=True):
-            return str(path)
-        self.train(path)
-        return str(path)
+    def build(self, payload: dict):
+        return _torch_modules()(int(payload["n_users"]), int(payload["n_items"]))
 
-    def train(self, path: str | os.PathLike[str]) -> str:
-        with torch_threads(self.threads):
-            return self._train(path)
-
-    def _train(self, path: str | os.PathLike[str]) -> str:
+    def fit(self):
         import torch
         import torch.nn.functional as F
         from tqdm.auto import tqdm
@@ -261,7 +219,7 @@ class NCFSupernet:
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         data = self._movielens()
-        device = _device()
+        device = eval_device()
         users, items = data.train_users, data.train_items
         if self.train_limit:
             keep = rng.permutation(len(users))[: self.train_limit]
@@ -298,39 +256,12 @@ class NCFSupernet:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 bar.update()
         bar.close()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        state = {k: v.cpu() for k, v in net.state_dict().items()}
-        torch.save({"state_dict": state, "signature": self._training_signature(), "supernet": "ncf",
-                    "n_users": data.n_users, "n_items": data.n_items}, tmp)
-        os.replace(tmp, path)
-        path.with_suffix(path.suffix + ".sha256").write_text(file_digest(path))
-        return str(path)
-
-    def load(self, checkpoint: str) -> None:
-        import torch
-
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {checkpoint!r} does not exist")
-        if not _digest_matches(path):
-            raise CheckpointError(f"checkpoint {checkpoint!r} does not match its recorded sha256 digest")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net = _torch_modules()(int(state["n_users"]), int(state["n_items"]))
-            net.load_state_dict(state["state_dict"])
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {checkpoint!r} is not an ncf checkpoint: {exc}") from None
-        self._net = net.to(_device()).eval()
-        self.checkpoint_digest = file_digest(path)
+        return net, {"n_users": data.n_users, "n_items": data.n_items}
 
     # ---- sub-networks -------------------------------------------------------
     def subnet(self, encoding: np.ndarray):
         """The static sub-network in eval mode (on the evaluation device)."""
-        if self._net is None:
-            raise CheckpointError("ncf has no weights loaded; call load(checkpoint) first")
-        return self._net.extract(decode(self.space, encoding))
+        return self._require_net().extract(decode(self.space, encoding))
 
     def _scores(self, module, users: np.ndarray, items: np.ndarray, chunk: int = 100 * N_CANDIDATES) -> np.ndarray:
         import torch

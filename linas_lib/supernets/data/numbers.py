@@ -1,19 +1,24 @@
 """English -> German number phrases, generated deterministically with `num2words`.
 
 "forty-five thousand, six hundred and seventy-eight" translates to
-"fünfundvierzigtausendsechshundertachtundsiebzig": German writes a number as one
-compound and puts units before tens ("acht und siebzig"), so the task needs
-reordering as well as lexical translation. Source phrases are tokenized into words
-("-" and "," split off and dropped); German compounds are split into their number
-morphemes by greedy longest match, so both sides have word-level vocabularies of
-about 30 tokens and the model translates morpheme sequences. BLEU is scored on
-those morpheme sequences (a whole German number is a single orthographic word, so
-BLEU over compounds would be all-or-nothing).
+"fünfundvierzigtausendsechshundertachtundsiebzig": German writes a number below a
+million as one compound and puts units before tens ("acht und siebzig"), so the task
+needs reordering as well as lexical translation; millions and milliards are separate
+words with singular and plural forms ("eine Million", "zwei Millionen",
+"einundzwanzig Milliarden"), and "one" becomes "ein", "eine" or "eins" by position.
+Source phrases are tokenized into words ("-" and "," split off and dropped); German
+compounds are split into their number morphemes by greedy longest match, so both sides
+have word-level vocabularies of about 35 tokens and the model translates morpheme
+sequences. BLEU is scored on those morpheme sequences (a whole German number is a
+single orthographic word, so BLEU over compounds would be all-or-nothing).
 
-Numbers range over 0..999,999. The test set is 500 numbers of 3-6 digits (digit
-count uniform), drawn once with a fixed seed; the training set is every number
-below 100 plus distinct 3-6 digit numbers outside the test set. num2words is slow
-(about 0.5 ms a phrase), so generated corpora are cached as JSON.
+Numbers range over 0..999,999,999,999 (English "billion" is German "Milliarde"), up to
+23 words a side. The test set is 500 numbers of 3-12 digits (digit count uniform),
+drawn once with a fixed seed; the training set is every number below 100 plus distinct
+3-12 digit numbers outside the test set. Long numbers are what separates small
+sub-networks from large ones: they must keep four digit groups apart and reorder
+within each. num2words is slow (about 0.3 ms a phrase), so generated corpora are
+cached as JSON.
 """
 from __future__ import annotations
 
@@ -27,23 +32,26 @@ import numpy as np
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
-MAX_NUMBER = 999_999
-# German number morphemes; greedy longest match splits every compound below a million.
+MAX_DIGITS = 12
+MAX_NUMBER = 10**MAX_DIGITS - 1
+MIN_SAMPLED_DIGITS = 3  # numbers below 100 are all in the training set
+# German number morphemes; greedy longest match splits every word of a number below 10^12.
 GERMAN_MORPHEMES = (
-    "null", "eins", "ein", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun",
+    "null", "eins", "eine", "ein", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun",
     "zehn", "elf", "zwölf", "sechzehn", "siebzehn",
     "zwanzig", "dreißig", "vierzig", "fünfzig", "sechzig", "siebzig", "achtzig", "neunzig",
-    "hundert", "tausend", "und",
+    "hundert", "tausend", "und", "million", "millionen", "milliarde", "milliarden",
 )
 ENGLISH_WORDS = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
     "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    "hundred", "thousand", "and",
+    "hundred", "thousand", "and", "million", "billion",
 )
-# Longest phrases: "nine hundred and ninety seven thousand ..." = 11 words, plus </s>.
-SRC_LEN = 12  # source tokens incl. </s>, right-padded
-TGT_LEN = 12  # decoder input incl. <s> (and targets incl. </s>), right-padded
+# Longest phrases: four groups "nine hundred and ninety nine" (5 words) and three scale
+# words = 23 words a side, plus </s> (source, target) or <s> (decoder input).
+SRC_LEN = 24  # source tokens incl. </s>, right-padded
+TGT_LEN = 24  # decoder input incl. <s> (and targets incl. </s>), right-padded
 WHEEL_HINT = "pip install num2words==0.5.14"
 
 
@@ -118,11 +126,11 @@ class Split:
     references: tuple[str, ...]  # German morphemes joined by spaces
 
 
-def _sample_numbers(rng: np.random.Generator, n: int, exclude: set[int]) -> list[int]:
+def _sample_numbers(rng: np.random.Generator, n: int, exclude: set[int], max_digits: int = MAX_DIGITS) -> list[int]:
     picked: list[int] = []
     seen = set(exclude)
     while len(picked) < n:
-        digits = int(rng.integers(3, 7))
+        digits = int(rng.integers(MIN_SAMPLED_DIGITS, max_digits + 1))
         x = int(rng.integers(10 ** (digits - 1), 10**digits))
         if x not in seen:
             seen.add(x)
@@ -169,11 +177,16 @@ def make_split(numbers: list[int], cache: Path | None = None) -> Split:
     )
 
 
-def load_numbers(n_train: int = 8000, n_test: int = 500, seed: int = 0, cache_dir: str | None = None) -> tuple[Split, Split]:
-    """(train, test); the test set depends on (n_test, seed) only, never on n_train."""
-    test_numbers = _sample_numbers(np.random.default_rng([seed, 1]), n_test, set(range(100)))
+def load_numbers(
+    n_train: int = 8000, n_test: int = 500, seed: int = 0, cache_dir: str | None = None, max_digits: int = MAX_DIGITS
+) -> tuple[Split, Split]:
+    """(train, test) of numbers with up to `max_digits` digits (3..MAX_DIGITS; fewer make an
+    easier, cheaper task); the test set depends on (n_test, seed, max_digits), never on n_train."""
+    if not MIN_SAMPLED_DIGITS <= max_digits <= MAX_DIGITS:
+        raise ValueError(f"max_digits must be {MIN_SAMPLED_DIGITS}..{MAX_DIGITS}, got {max_digits}")
+    test_numbers = _sample_numbers(np.random.default_rng([seed, 1]), n_test, set(range(100)), max_digits)
     train_numbers = list(range(100)) + _sample_numbers(
-        np.random.default_rng([seed, 2]), max(0, n_train - 100), set(test_numbers) | set(range(100))
+        np.random.default_rng([seed, 2]), max(0, n_train - 100), set(test_numbers) | set(range(100)), max_digits
     )
     root = Path(cache_dir).expanduser() / "numbers" if cache_dir else None
 

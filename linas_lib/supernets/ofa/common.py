@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from linas_lib.api.search_space import SearchSpace
-from linas_lib.supernets.elastic_cnn import CheckpointError, file_digest
+from linas_lib.supernets.checkpoints import CheckpointError, digest_matches, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ def untrained_marker(name: str, seed: int, cache_dir: str) -> Path:
     return path
 
 
+def untrained_digest(net_id: str, n_classes: int, seed: int) -> str:
+    """`checkpoint_digest` of an untrained network: what determines its weights, stably."""
+    return f"untrained:{net_id}:classes{n_classes}:seed{seed}"
+
+
 def read_untrained_marker(path: Path) -> dict | None:
     if path.suffix != ".json" or path.stat().st_size > 4096:
         return None
@@ -83,8 +88,7 @@ def read_state_dict(path: Path, uri: str, trust: bool) -> dict[str, Any]:
 
     import torch
 
-    sidecar = path.with_suffix(path.suffix + ".sha256")
-    if sidecar.is_file() and sidecar.read_text().strip() != file_digest(path):
+    if not digest_matches(path):
         raise CheckpointError(f"checkpoint {uri!r} does not match its recorded sha256 digest")
     with open(path, "rb") as fh:
         magic = fh.read(4)
@@ -254,9 +258,11 @@ class OFASupernet:
                 raise CheckpointError(
                     f"{checkpoint!r} describes an untrained {marker.get('supernet')!r}, not {self.name}"
                 )
+            seed = int(marker.get("seed", self.seed))
             net = self._new_network()
-            init_he_fout(net, int(marker.get("seed", self.seed)))
-            self._net, self.trained, self.checkpoint_digest = net.eval(), False, None
+            init_he_fout(net, seed)
+            self._net, self.trained = net.eval(), False
+            self.checkpoint_digest = untrained_digest(self.ofa_net_id, self.n_classes, seed)
             return
         state = read_state_dict(path, checkpoint, self.trust_checkpoint)
         net = self._new_network()
