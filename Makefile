@@ -9,7 +9,7 @@ export LINAS_CACHE ?= $(CURDIR)/.cache/linas
 RUN_CONFIG ?= pipelines/configs/animal_mnist.yaml
 RUN_DIR    ?= runs/animal-mnist
 
-.PHONY: setup run search test bench compile images manifests constraints clean
+.PHONY: setup run search test bench bench-full compile images manifests constraints clean
 
 setup: $(STAMP)
 
@@ -36,9 +36,17 @@ compile: setup
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
+# Benchmarks: bench/results/*.json, PNG plots and bench/results/SUMMARY.md.
+# `bench` takes about 12 minutes on 2 cores; `bench-full` runs everything (many hours).
 bench: setup
 	$(PY) bench/search_overhead.py --quick
 	$(PY) bench/latency.py --quick
+	$(PY) bench/reproduce.py --quick
+
+bench-full: setup
+	$(PY) bench/search_overhead.py
+	$(PY) bench/latency.py
+	$(PY) bench/reproduce.py --full
 
 images:
 	images/build.sh

@@ -19,10 +19,14 @@ duplicate elimination is timed inside the searcher; selection), and the normaliz
 hypervolume of the predicted front each run reaches, normalized per records count by
 the union of every run's front, so the settings can be compared.
 
-    .venv/bin/python bench/search_overhead.py            # 5 repeats (3 for pymoo)
-    .venv/bin/python bench/search_overhead.py --quick    # 2 repeats (1 for pymoo)
+Population sweep: at POPULATION_RECORDS records, the vectorized NSGA-II with inner
+population 50 to 1,000 (20,000 evaluations each, so fewer generations as it grows).
 
-Writes bench/results/search_overhead.json and bench/results/search_overhead.png.
+    .venv/bin/python bench/search_overhead.py            # 5 repeats (3 for pymoo and the sweep)
+    .venv/bin/python bench/search_overhead.py --quick    # 2 repeats (1 for pymoo and the sweep)
+
+Writes bench/results/search_overhead.json, bench/results/search_overhead.png and
+bench/results/search_overhead_population.png.
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ from linas_lib.search import core  # noqa: E402
 from linas_lib.supernets import supernet_space  # noqa: E402
 
 SIZES = (100, 500, 1000, 5000)
+POPULATIONS = (50, 100, 200, 500, 1000)  # inner NSGA-II population sweep
+POPULATION_RECORDS = 500
 EVALUATIONS = 20_000
 SELECT = 25  # sub-networks measured per iteration (the config default)
 DATA_SEED = 0  # the synthetic objective functions
@@ -264,10 +270,43 @@ def plot(entries: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_population(sweep: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pops = [e["population"] for e in sweep]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bottom = np.zeros(len(sweep))
+    colors = {"fit": "#4c72b0", "predict": "#dd8452", "algorithm": "#55a868", "selection": "#c44e52"}
+    for part in PARTS:
+        v = np.array([e["median"][part] for e in sweep])
+        ax.bar(range(len(sweep)), v, bottom=bottom, color=colors[part], label=part)
+        bottom += v
+    ax.set_xticks(range(len(sweep)), [f"{p}\n({e['generations']} gen)" for p, e in zip(pops, sweep)])
+    ax.set_xlabel("inner NSGA-II population (20,000 evaluations)")
+    ax.set_ylabel("median seconds per iteration")
+    ax.set_title(f"LINAS iteration overhead at {sweep[0]['records']} records", fontsize=9)
+    ax.legend(fontsize=8)
+    bx.errorbar(range(len(sweep)), [e["hypervolume"]["mean"] for e in sweep],
+                yerr=[e["hypervolume"]["std"] for e in sweep], marker="o", capsize=3)
+    bx.set_xticks(range(len(sweep)), [str(p) for p in pops])
+    bx.set_xlabel("inner NSGA-II population")
+    bx.set_ylabel("normalized hypervolume of the predicted front")
+    bx.set_title("front quality on the same predictors", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats (1 for pymoo) instead of 5 (3)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="records counts")
+    parser.add_argument("--populations", type=int, nargs="*", default=list(POPULATIONS),
+                        help=f"inner NSGA-II populations swept at {POPULATION_RECORDS} records (none: skip the sweep)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     repeats = {"nsga2": 2, "nsga2_pymoo": 1} if args.quick else {"nsga2": 5, "nsga2_pymoo": 3}
@@ -286,6 +325,25 @@ def main(argv=None) -> int:
                   f"(fit {m['fit']:.2f}, predict {m['predict']:.2f}, algorithm {m['algorithm']:.2f}, "
                   f"dedup {m['dedup']:.2f}, selection {m['selection']:.2f})", flush=True)
     add_hypervolumes(entries)
+
+    sweep = []
+    if args.populations:
+        frame = synthetic_frame(space, POPULATION_RECORDS)
+        sweep_repeats = 1 if args.quick else 3
+        for population in args.populations:
+            setting = {"label": f"nsga2 {population}x{EVALUATIONS // population}", "algorithm": "nsga2",
+                       "population": population}
+            runs = [one_iteration(space, frame, setting, SEARCH_SEED + r) for r in range(sweep_repeats)]
+            entry = {"sweep": "population", "records": POPULATION_RECORDS, "setting": setting["label"], **setting,
+                     "generations": int(statistics.median(r["generations"] for r in runs)), "runs": runs,
+                     **summarize(runs)}
+            sweep.append(entry)
+            m = entry["median"]
+            print(f"  population {population:5d} ({entry['generations']} generations) total {m['total']:6.2f}s "
+                  f"(fit {m['fit']:.2f}, predict {m['predict']:.2f}, algorithm {m['algorithm']:.2f}, "
+                  f"selection {m['selection']:.2f})", flush=True)
+        add_hypervolumes(sweep)
+        plot_population(sweep, args.out / "search_overhead_population.png")
     load_after = os.getloadavg()
 
     target = next((e for e in entries if e["records"] == TARGET["records"] and e["setting"] == TARGET["setting"]), None)
@@ -304,6 +362,7 @@ def main(argv=None) -> int:
         "target": {**TARGET, "median_total_s": target["median"]["total"] if target else None,
                    "met": bool(target and target["median"]["total"] <= TARGET["limit_s"])},
         "results": entries,
+        "population_sweep": sweep,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search_overhead.json").write_text(json.dumps(result, indent=1))

@@ -10,6 +10,7 @@ backend_registry: Registry = Registry("latency backend")
 
 def _load_builtins() -> None:
     from linas_lib.backends import lut, onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401
+    from linas_lib.backends import tabular  # noqa: F401  (table look-ups of tabular benchmarks)
 
 
 def backend_class(name: str):

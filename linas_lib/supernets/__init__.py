@@ -11,6 +11,7 @@ supernet_registry: Registry = Registry("super-network")
 def _load_builtins() -> None:
     from linas_lib.supernets import elastic_cnn, ncf, transformer  # noqa: F401
     from linas_lib.supernets import ofa  # noqa: F401  (ofa_mbv3, ofa_resnet50)
+    from linas_lib.supernets import nasbench201  # noqa: F401  (tabular NAS-Bench-201)
 
 
 ENTRY_POINT_GROUP = "linas.supernets"
