@@ -42,11 +42,13 @@ bench: setup
 	$(PY) bench/search_overhead.py --quick
 	$(PY) bench/latency.py --quick
 	$(PY) bench/reproduce.py --quick
+	$(PY) bench/faults.py
 
 bench-full: setup
 	$(PY) bench/search_overhead.py
 	$(PY) bench/latency.py
 	$(PY) bench/reproduce.py --full
+	$(PY) bench/faults.py --full
 
 images:
 	images/build.sh
