@@ -3,7 +3,6 @@ round-trip through canonicalize; the CLI paths that take an encoding fail cleanl
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 import pytest
@@ -172,15 +171,19 @@ def test_parse_subnet_accepts_both_notations():
 
 
 def test_cli_measure_with_a_bad_subnet_exits_1_naming_the_gene(monkeypatch, capsys):
-    """The super-network load is stubbed: the check is about the message, not the model."""
+    """The encoding is checked against the search space before the super-network loads."""
     import linas_lib.supernets as supernets
 
-    monkeypatch.setattr(supernets, "load_supernet", lambda *a, **k: types.SimpleNamespace(space=toy_space()))
+    def never(*args, **kwargs):
+        raise AssertionError("the super-network must not load for a bad --subnet")
+
+    monkeypatch.setattr(supernets, "load_supernet", never)
     monkeypatch.delenv("LINAS_DEBUG", raising=False)
-    assert main(["measure", str(SMOKE_YAML), "--subnet", "0,5,0,0,0"]) == 1
+    genes = ",".join(["0", "5"] + ["0"] * 25)
+    assert main(["measure", str(SMOKE_YAML), "--subnet", genes]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("linas: --subnet '0,5,0,0,0': gene 1 ('b0.width') is out of range")
-    assert "0..1" in err and "Traceback" not in err
+    assert err.startswith(f"linas: --subnet '{genes}': gene 1 ('s0.b0.kernel') is out of range")
+    assert "0..2" in err and "Traceback" not in err
 
 
 def test_cli_export_of_a_missing_run_directory(tmp_path, capsys):
