@@ -161,3 +161,47 @@ def test_latency_drift_marks_the_target_stale_and_is_reported(tmp_path):
     assert "DRIFT: cached latencies marked stale" in (run / "report.md").read_text()
     archived = pd.read_parquet(next((run / "history").iterdir()) / "measurements.parquet")
     assert len(archived) == len(table)  # the previous run is kept, not overwritten
+
+
+def test_a_validation_search_resumes_by_replaying_through_the_cache(tmp_path, monkeypatch):
+    """Validation-only search keeps its algorithm in memory: resume replays it, and every
+    measurement it had taken comes back from the cache."""
+    from linas_lib.cache import EvaluationCache
+    from linas_lib.config import load_config
+    from linas_lib.objectives import SupernetMeasurer
+    from linas_lib.runs import RunStore
+    from linas_lib.search.loop import run_validation
+    from linas_lib.supernets import load_supernet
+
+    config = load_config(_config(tmp_path, search={"mode": "validation", "algorithm": "nsga2", "population": 8,
+                                                   "evaluations": 40}))
+    supernet = load_supernet(config.supernet)
+
+    class Crash(Exception):
+        pass
+
+    def measurer(root, crash_after=None):
+        inner = SupernetMeasurer(config, supernet, EvaluationCache(str(root / "cache"), "ns"))
+        calls = []
+
+        def measure(iteration, X, predictions=None):
+            if crash_after is not None and len(calls) == crash_after:
+                raise Crash
+            calls.append(iteration)
+            return inner(iteration, X, predictions)
+
+        return measure
+
+    monkeypatch.setenv("LINAS_FAULT_LEDGER", str(tmp_path / "ref.ledger"))
+    reference = run_validation(config, supernet.space, measurer(tmp_path / "ref"), progress=False)
+    monkeypatch.setenv("LINAS_FAULT_LEDGER", str(tmp_path / "run.ledger"))
+    run = RunStore(str(tmp_path / "crashed" / "run"))
+    with pytest.raises(Crash):
+        run_validation(config, supernet.space, measurer(tmp_path / "crashed", crash_after=3), run=run,
+                       progress=False)
+    resumed = run_validation(config, supernet.space, measurer(tmp_path / "crashed"), run=run, progress=False,
+                             resume=True)
+    assert [p["subnet_id"] for p in resumed["pareto"]] == [p["subnet_id"] for p in reference["pareto"]]
+    counts = read_ledger(tmp_path / "run.ledger")
+    assert counts["repeated"] == [] and set(counts["measured"]) == set(read_ledger(tmp_path / "ref.ledger")["measured"])
+    assert resumed["cache"]["hits"] == 3 * 8 * 2  # the three populations measured before the crash
