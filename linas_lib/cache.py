@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from linas_lib.api.store import Store, StoreError, get_json, put_json
@@ -41,15 +40,6 @@ def quality_scope(metric: str | None) -> str:
 
 def latency_scope(fingerprint: dict) -> str:
     return f"latency-{digest(fingerprint)}"
-
-
-@dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses}
 
 
 class EvaluationCache:

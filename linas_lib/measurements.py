@@ -148,8 +148,23 @@ def combine(
     return to_frame(out)
 
 
+def _cache_items(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label, hit|miss) of every objective group of every row, from the `cache` column."""
+    cells = frame.get("cache", pd.Series(dtype="string")).fillna("")
+    return [tuple(item.rpartition("=")[::2]) for cell in cells for item in str(cell).split(";") if item]
+
+
+def latency_scopes(frame: pd.DataFrame) -> dict[str, str]:
+    """target -> the cache scope (hardware fingerprint) its latencies were measured under."""
+    scopes: dict[str, str] = {}
+    for label, _ in _cache_items(frame):
+        if label.startswith("latency@") and "/" in label:
+            target, _, scope = label.removeprefix("latency@").partition("/")
+            scopes.setdefault(target, scope)
+    return scopes
+
+
 def cache_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Evaluation-cache hits and misses over every objective group of every row."""
-    states = [item.rpartition("=")[2] for cell in frame.get("cache", pd.Series(dtype="string")).fillna("")
-              for item in str(cell).split(";") if item]
+    states = [state for _, state in _cache_items(frame)]
     return {"hits": states.count(HIT), "misses": states.count(MISS)}

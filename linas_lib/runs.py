@@ -140,6 +140,13 @@ class RunStore:
                 self.store.delete(k)
         return prefix
 
+    def start_fresh(self, config) -> None:
+        """A new run at this location: archive a finished one, drop an unfinished one's
+        iterations (its measurements stay in the cache), record the config."""
+        self.archive_finished()
+        self.clear_progress()
+        self.save_config(config)
+
     def clear_progress(self) -> None:
         """A fresh start: drop an unfinished run's iterations (its measurements stay in the cache)."""
         for prefix in ("populations/", "predictors/", "tables/", MEASUREMENTS, "drift.json"):

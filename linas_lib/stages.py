@@ -85,9 +85,7 @@ def sample(config_json: str, store_uri: str, population_path: str) -> int:
     config = _config(config_json)
     space = _space(config)
     run = RunStore(store_uri)
-    run.archive_finished()
-    run.clear_progress()
-    run.save_config(config)
+    run.start_fresh(config)
     previous = run.load_previous() if config.recurring.warm_start else None
     fronts = recurring.previous_fronts(config, previous[1]) if previous else {}
     if fronts:

@@ -155,9 +155,12 @@ def check_drift(
     drifted = fingerprint_changed or (bool(changes) and abs(median) > threshold)
     if drifted and cache:
         cache.mark_stale(scope, f"latency drift on {target.name}: median change {median:+.1%}", before=started)
-    reason = ("the hardware fingerprint changed" if fingerprint_changed else
-              f"median latency change {median:+.1%} " + ("exceeds" if drifted else "within") + f" ±{threshold:.0%}"
-              if changes else "no previous-front latency could be re-measured")
+    if fingerprint_changed:
+        reason = "the hardware fingerprint changed"
+    elif changes:
+        reason = f"median latency change {median:+.1%} {'exceeds' if drifted else 'within'} ±{threshold:.0%}"
+    else:
+        reason = "no previous-front latency could be re-measured"
     return {"target": target.name, "remeasured": len(rows), "failed": sum(bool(r["error"]) for r in rows),
             "median_change": median, "changes": changes, "fingerprint_changed": fingerprint_changed,
             "drifted": drifted, "reason": reason, "threshold": threshold}

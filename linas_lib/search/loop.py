@@ -70,9 +70,7 @@ def _begin(config, space, measure, run: RunStore | None, resume: bool) -> _Start
     state = _Start(concat())
     if run is None:
         return state
-    run.archive_finished()
-    run.clear_progress()
-    run.save_config(config)
+    run.start_fresh(config)
     previous = run.load_previous()
     if previous and config.recurring.warm_start:
         state.previous = previous[1]
@@ -151,9 +149,7 @@ def run_validation(
     searcher = build_searcher(search.algorithm, space, len(objectives), search.evaluations, config.seed, **params)
     frame, iteration = concat(), 0
     if run and not resume:
-        run.archive_finished()
-        run.clear_progress()
-        run.save_config(config)
+        run.start_fresh(config)
     bar = tqdm(total=search.evaluations, desc=f"{search.algorithm} {config.name}", disable=not progress, unit="eval")
     while searcher.has_next() and len(frame) < search.evaluations:
         X = searcher.ask()[: search.evaluations - len(frame)]

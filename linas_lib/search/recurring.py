@@ -7,26 +7,15 @@ ones (or a changed hardware fingerprint) mark the target's cached latencies stal
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from linas_lib.measurements import latency_column
+from linas_lib.measurements import latency_column, latency_scopes, objective_matrix
 from linas_lib.pareto import Normalization, hypervolume
 from linas_lib.search import core
-
-
-def latency_scopes(frame: pd.DataFrame) -> dict[str, str]:
-    """target -> the cache scope (hardware fingerprint) its latencies were measured under."""
-    scopes: dict[str, str] = {}
-    for cell in frame.get("cache", pd.Series(dtype="string")).fillna(""):
-        for item in str(cell).split(";"):
-            label = item.rpartition("=")[0]
-            if label.startswith("latency@") and "/" in label:
-                target, _, scope = label.removeprefix("latency@").partition("/")
-                scopes.setdefault(target, scope)
-    return scopes
 
 
 def previous_fronts(config, frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
@@ -38,16 +27,10 @@ def previous_fronts(config, frame: pd.DataFrame) -> dict[str, dict[str, dict[str
         if col not in frame or any(o.name not in frame for o in objectives):
             continue  # the previous run did not measure this target
         front = core.pareto_front(config, frame, objectives)
-        out[target] = {row["subnet_id"]: {"encoding": list(map(int, np.asarray(_decode(row["encoding"])))),
-                                          "latency": float(row[col]), "scope": scopes.get(target)}
+        out[target] = {row["subnet_id"]: {"encoding": json.loads(row["encoding"]), "latency": float(row[col]),
+                                          "scope": scopes.get(target)}
                        for row in front.to_dict("records")}
     return out
-
-
-def _decode(encoding: str) -> list[int]:
-    import json
-
-    return json.loads(encoding)
 
 
 def warm_start_population(config, space, fronts: dict[str, dict[str, dict[str, Any]]]) -> np.ndarray:
@@ -72,8 +55,6 @@ def compare_fronts(config, previous: pd.DataFrame, current: pd.DataFrame) -> dic
         if any(o.name not in previous for o in objectives):
             continue
         old, new = (core.pareto_front(config, f, objectives) for f in (previous, current))
-        from linas_lib.measurements import objective_matrix
-
         F_old, F_new = objective_matrix(old, objectives), objective_matrix(new, objectives)
         if not len(F_old) or not len(F_new):
             continue
