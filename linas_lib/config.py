@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -311,9 +312,32 @@ class ScheduleStep(_Strict):
     predictors: dict[str, PredictorSpec] | None = None
 
 
+def auto_plan(evaluations: int) -> list[int]:
+    """Population sizes when `search.population` is 'auto'.
+
+    A first population of a tenth of the budget (10 to 50) gives the predictors a
+    spread sample; later populations grow with the data, a quarter of what is measured
+    (at least 10, at most 50): small batches while each measurement moves the
+    predictors most, larger ones once a batch is a small part of the evidence. The
+    number of iterations stays near 10-20 for budgets of 100-1,000, which a compiled
+    pipeline can unroll.
+    """
+    sizes, measured = [], 0
+    while measured < evaluations:
+        n = int(np.clip(round(evaluations / 10), 10, 50)) if not sizes else int(np.clip(round(measured / 4), 10, 50))
+        n = min(n, evaluations - measured)
+        sizes.append(n)
+        measured += n
+    return sizes
+
+
 class SearchConfig(_Strict):
     mode: Literal["linas", "validation", "oneshot"] = "linas"
-    population: int = Field(25, ge=2, le=100_000, description="sub-networks measured per iteration")
+    population: int | Literal["auto"] = Field(
+        "auto", description="sub-networks measured per iteration, or 'auto' (see auto_plan)")
+    selection: str = Field("ehvi", description="how the next population is chosen from the inner search: "
+                                                "ehvi (expected hypervolume improvement) or rank_crowding (the paper's)")
+    ensemble: int = Field(8, ge=2, le=64, description="ehvi: bootstrap members per predictor, for its uncertainty")
     evaluations: int = Field(125, ge=2, le=1_000_000, description="total real measurements")
     algorithm: str = Field("nsga2", description="validation mode: the algorithm that is measured directly")
     algorithm_params: dict[str, Any] = Field(default_factory=dict, description="validation mode: algorithm settings")
@@ -337,11 +361,30 @@ class SearchConfig(_Strict):
 
         return _check_name("algorithm", v, algorithm_names())
 
+    @field_validator("selection")
+    @classmethod
+    def _known_selection(cls, v: str) -> str:
+        from linas_lib.search.selection import selection_names
+
+        return _check_name("selection strategy", v, selection_names())
+
+    @field_validator("population")
+    @classmethod
+    def _population_range(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 2 <= v <= 100_000:
+            raise ValueError(f"must be 'auto' or an integer from 2 to 100000, got {v}")
+        return v
+
+    @property
+    def fixed_population(self) -> int:
+        """The population as a number (the first iteration's under 'auto')."""
+        return self.population if isinstance(self.population, int) else auto_plan(self.evaluations)[0]
+
     @model_validator(mode="after")
     def _budget(self) -> "SearchConfig":
-        if self.evaluations < self.population:
+        if self.evaluations < self.fixed_population:
             raise ValueError(
-                f"evaluations ({self.evaluations}) must be at least population ({self.population})"
+                f"evaluations ({self.evaluations}) must be at least population ({self.fixed_population})"
             )
         if self.mode == "oneshot" and self.oneshot_samples is not None and self.oneshot_samples >= self.evaluations:
             raise ValueError(
@@ -356,11 +399,13 @@ class SearchConfig(_Strict):
     def plan(self) -> list[int]:
         """How many sub-networks each iteration measures; the sum is `evaluations`."""
         if self.mode == "oneshot":
-            samples = self.oneshot_samples or max(2, self.evaluations - self.population)
+            samples = self.oneshot_samples or max(2, self.evaluations - self.fixed_population)
             return [samples, self.evaluations - samples][: self.max_iterations]
+        if self.population == "auto" and not self.schedule:
+            return auto_plan(self.evaluations)[: self.max_iterations]
         sizes, left, it = [], self.evaluations, 0
         while left > 0:
-            n = min(self.step(it).population or self.population, left)
+            n = min(self.step(it).population or self.fixed_population, left)
             sizes.append(n)
             left -= n
             it += 1
@@ -418,7 +463,9 @@ class LinasConfig(_Strict):
     seed: int = Field(0, ge=0)
     supernet: SupernetConfig = Field(default_factory=SupernetConfig)
     objectives: list[str] = Field(default_factory=lambda: ["accuracy", "latency"], min_length=1, max_length=4)
-    targets: list[TargetConfig] = Field(default_factory=lambda: [TargetConfig()], min_length=1)
+    targets: list[TargetConfig] = Field(
+        default_factory=lambda: [TargetConfig()],
+        description="hardware targets; measured only when an objective needs them (latency, quality@target)")
     search: SearchConfig = Field(default_factory=SearchConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     measurement: MeasurementPolicy = Field(default_factory=MeasurementPolicy)
@@ -450,6 +497,8 @@ class LinasConfig(_Strict):
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError(f"targets: names must be unique, got {names}")
+        if "latency" in self.objectives and not self.targets:
+            raise ValueError("targets: the objective latency needs at least one hardware target")
         objectives = self.resolved_objectives()
         if len(objectives) > 4:
             raise ValueError(f"objectives: {len(objectives)} objectives after expanding latency per target; at most 4")
@@ -460,6 +509,16 @@ class LinasConfig(_Strict):
         return self
 
     # ---- derived views ------------------------------------------------------
+    @property
+    def latency_targets(self) -> list[TargetConfig]:
+        """The targets that are measured: all of them when an objective needs one (latency,
+        or an INT8 target's quality), none otherwise: a search on [accuracy, macs]
+        measures no latency, whatever targets the file lists."""
+        quality_at = {o.split("@", 1)[1] for o in self.objectives if "@" in o}
+        if "latency" in self.objectives:
+            return list(self.targets)
+        return [t for t in self.targets if t.name in quality_at]
+
     def resolved_objectives(self) -> list[Objective]:
         """Latency expands into one objective per hardware target."""
         from linas_lib.supernets import supernet_class

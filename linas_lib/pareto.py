@@ -1,8 +1,13 @@
 """Pareto fronts and normalized hypervolume (pymoo's HV indicator).
 
-Objectives are normalized with bounds fixed once per run (from the first measured
-population unless the config gives them), and the reference point is 1.1 in
-normalized space, so the hypervolume of different iterations is comparable.
+The normalized hypervolume is the share of a fixed box that the front dominates, so
+it lies in [0, 1] and compares across iterations, seeds and runs. The box goes from
+the ideal corner (0: best of every objective) to the nadir corner (1: worst, which
+is also the reference point); points outside it are clipped onto it, so a point
+worse than the box adds nothing. Where the box comes from is the Normalization's
+`basis` (see `linas_lib.search.core.normalization`): a tabular benchmark's true
+front, the measured anchor networks (smallest and largest), or, lacking both, the
+first population.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-REFERENCE = 1.1
+REFERENCE = 1.1  # bench/reproduce.py's reference point over a 5 %-margin box (the paper-era protocol)
 
 
 def non_dominated_mask(F: np.ndarray) -> np.ndarray:
@@ -38,17 +43,18 @@ def rank_and_crowding(F: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Normalization:
-    """Affine map of minimization-form objectives onto [0, 1]."""
+    """Affine map of minimization-form objectives onto [0, 1]: lower is the ideal, upper the nadir."""
 
     lower: tuple[float, ...]
     upper: tuple[float, ...]
+    basis: str = "values"
 
     @classmethod
-    def from_values(cls, F: np.ndarray, margin: float = 0.05) -> "Normalization":
+    def from_values(cls, F: np.ndarray, margin: float = 0.05, basis: str = "values") -> "Normalization":
         F = np.asarray(F, dtype=float)
         lo, hi = F.min(axis=0), F.max(axis=0)
         span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
-        return cls(tuple((lo - margin * span).tolist()), tuple((hi + margin * span).tolist()))
+        return cls(tuple((lo - margin * span).tolist()), tuple((hi + margin * span).tolist()), basis)
 
     def apply(self, F: np.ndarray) -> np.ndarray:
         lo, hi = np.asarray(self.lower), np.asarray(self.upper)
@@ -57,15 +63,23 @@ class Normalization:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Normalization":
-        return cls(tuple(d["lower"]), tuple(d["upper"]))
 
 
 def hypervolume(F: np.ndarray, norm: Normalization) -> float:
-    """Normalized hypervolume of the points F (minimization form)."""
+    """Share of the normalization's box dominated by the points F (minimization form), in [0, 1]."""
     F = np.asarray(F, dtype=float)
     if len(F) == 0:
         return 0.0
-    ref = np.full(F.shape[1], REFERENCE)
-    return float(HV(ref_point=ref)(norm.apply(F)))
+    Z = np.clip(norm.apply(F), 0.0, 1.0)
+    Z = Z[np.all(Z < 1.0, axis=1)]
+    if len(Z) == 0:
+        return 0.0
+    if Z.shape[1] == 2:  # exact and fast: the staircase
+        Z = Z[np.lexsort((Z[:, 1], Z[:, 0]))]
+        area, best = 0.0, 1.0
+        for f0, f1 in Z:
+            if f1 < best:
+                area += (1.0 - f0) * (best - f1)
+                best = f1
+        return float(area)
+    return float(HV(ref_point=np.ones(Z.shape[1]))(Z))

@@ -3,7 +3,7 @@
     config.json                 the validated config
     measurements.parquet        every measurement so far (the run's database)
     populations/iter-NNN.json   each iteration's population, with predictions
-    predictors/iter-NNN.joblib  the predictors trained after iteration NNN
+    predictors/iter-NNN.json    what was trained after iteration NNN (model, hyperparameters; data, no pickle)
     pareto.json, summary.json   results, derived from the measurements (summary.json marks a finished run)
     drift.json                  a recurring run: the previous front re-measured, per target
     previous.json               a recurring run: which history entry it started from
@@ -13,12 +13,10 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import time
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -92,13 +90,20 @@ class RunStore:
         put_json(self.store, f"populations/iter-{population['iteration']:03d}.json", population)
 
     def save_predictors(self, iteration: int, predictors: dict[str, Any]) -> None:
-        buf = io.BytesIO()
-        joblib.dump(predictors, buf)
-        put_checked(self.store, f"predictors/iter-{iteration:03d}.joblib", buf.getvalue())
+        """What was fitted, as data (model, chosen hyperparameters, records): never a pickle."""
+        from linas_lib.search.core import describe_predictors
 
-    def load_predictors(self, iteration: int) -> dict[str, Any]:
-        # joblib unpickles: only ever load predictors this project wrote into its own store
-        return joblib.load(io.BytesIO(get_checked(self.store, f"predictors/iter-{iteration:03d}.joblib")))
+        put_json(self.store, f"predictors/iter-{iteration:03d}.json", describe_predictors(predictors))
+
+    def load_predictors(self, iteration: int, config, space) -> dict[str, Any]:
+        """The predictors trained after `iteration`, refitted from the table as it stood then.
+
+        Fitting is deterministic given the records, so nothing executable is ever read
+        back from a store: a planted pickle has nothing to be loaded by."""
+        from linas_lib.search.core import fit_predictors
+
+        frame = self.load_measurements()
+        return fit_predictors(config, space, frame[frame["iteration"] <= iteration], iteration + 1)
 
     def load_population(self, iteration: int) -> dict[str, Any] | None:
         key = f"populations/iter-{iteration:03d}.json"

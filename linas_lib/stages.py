@@ -67,7 +67,7 @@ def resolve_config(
         )
     resolved = config.with_overrides(**{
         "seed": seed,
-        "search.population": population,
+        "search.population": population or "auto",
         "search.inner.evaluations": inner_evaluations,
         "search.max_iterations": min(max_iterations or compiled_iterations, compiled_iterations),
         "search.early_stop.threshold": early_stop_threshold,
@@ -190,9 +190,7 @@ def train_predictors(
     Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(measurements_path, index=False)
     predictors = core.fit_predictors(config, space, frame, doc["iteration"] + 1)
-    import joblib
-
-    joblib.dump(predictors, predictors_path)
+    _write_json(predictors_path, core.describe_predictors(predictors))
     run = RunStore(store_uri)
     run.save_config(config)
     run.save_population(doc)
@@ -207,12 +205,13 @@ def train_predictors(
 
 
 def run_moea(config_json: str, iteration: int, measurements_path: str, predictors_path: str, population_path: str) -> None:
-    import joblib
-
+    """Refit the predictors from the measurement table (deterministic, so the same models
+    train_predictors fitted) rather than unpickle an artifact: nothing read from the
+    artifact store is executable. `predictors_path` is their description, for the record."""
     config = _config(config_json)
     space = _space(config)
     frame = pd.read_parquet(measurements_path)
-    predictors = joblib.load(predictors_path)  # written by this pipeline's own train_predictors task
+    predictors = core.fit_predictors(config, space, frame, iteration)
     X, F = core.next_population(config, space, frame, predictors, iteration)
     _write_json(population_path, population_doc(space, iteration, X, F, config.resolved_objectives()))
 

@@ -92,7 +92,7 @@ def hardware_fingerprint(node: dict) -> dict[str, str]:
 
 def check_placements(config: LinasConfig, nodes: list[dict]) -> list[PlacementCheck]:
     placements: list[tuple[str, Placement]] = [("accuracy", config.cluster.accuracy)]
-    placements += [(f"target {t.name}", t) for t in config.targets]
+    placements += [(f"target {t.name}", t) for t in config.latency_targets]
     checks = []
     for name, placement in placements:
         check = PlacementCheck(name)

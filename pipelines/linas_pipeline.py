@@ -80,7 +80,7 @@ def _iteration(config: LinasConfig, it: int, config_json, resolved, checkpoint, 
     """Add iteration `it` to the graph; the next one nests inside `dsl.If(go on)`."""
     accuracy = _accuracy(config, it, config_json, checkpoint, store_uri, population)
     latencies = {}
-    for i, target in enumerate(config.targets):
+    for i, target in enumerate(config.latency_targets):
         task = stages.measure_latency(config_json=resolved, checkpoint=checkpoint, store_uri=store_uri,
                                       target=target.name, population=population)
         _common(task, config, f"iter {it}: latency on {target.name}", cache=False, uses_store=True)
@@ -118,7 +118,7 @@ def build_pipeline(config: LinasConfig):
         checkpoint: str = config.supernet.checkpoint or "",
         seed: int = config.seed,
         max_iterations: int = iterations,
-        population: int = search.population,
+        population: int = search.population if isinstance(search.population, int) else 0,  # 0: 'auto'
         inner_evaluations: int = search.inner.evaluations,
         early_stop_threshold: float = search.early_stop.threshold,
         early_stop_window: int = search.early_stop.window,

@@ -5,6 +5,12 @@ may be conditional: a block hidden by its stage's depth does not exist, so its
 kernel and expansion genes carry no meaning. `canonicalize` zeroes such genes so
 that every network has exactly one encoding, which is what deduplication, the
 measurement cache and the predictors' features rely on.
+
+Aliases beyond hidden genes (several gene vectors that build the same network, e.g.
+two orderings of commuting operations) are the plugin's knowledge: a plugin returns a
+subclass from `search_space()` that overrides `canonicalize_valid` to map every alias
+to one representative. Keys, "not yet measured", the evaluation cache and the
+predictors' features then all see networks, not gene vectors.
 """
 from __future__ import annotations
 
@@ -230,12 +236,36 @@ class SearchSpace:
                         break
         return np.array(rows, dtype=np.int64).reshape(n, self.n_var)
 
-    def describe(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": v.name,
-                "options": list(v.options),
-                **({"active_when": vars(v.active_when)} if v.active_when else {}),
-            }
-            for v in self.variables
-        ]
+    # ---- size, enumeration and anchors ------------------------------------
+    @property
+    def n_encodings(self) -> float:
+        """Gene vectors in the space (aliases counted separately), as a float: it may be astronomical."""
+        return float(np.prod(self.cardinalities.astype(float)))
+
+    def enumerate(self, limit: int) -> np.ndarray | None:
+        """Every distinct canonical encoding, or None when there are more than `limit` gene vectors."""
+        if self.n_encodings > limit:
+            return None
+        grids = np.meshgrid(*[np.arange(c) for c in self.cardinalities], indexing="ij")
+        X = self.canonicalize_valid(np.stack([g.reshape(-1) for g in grids], axis=1).astype(np.int64))
+        return np.unique(X, axis=0)
+
+    @property
+    def ordinal(self) -> bool:
+        """Every gene's options are numbers listed in increasing order (depth, width, kernel...)."""
+        for v in self.variables:
+            if not all(isinstance(o, (int, float, np.integer, np.floating)) and not isinstance(o, bool)
+                       for o in v.options):
+                return False
+            if list(v.options) != sorted(v.options):
+                return False
+        return True
+
+    def anchors(self) -> np.ndarray:
+        """The smallest and the largest network of an ordinal space (first and last option of
+        every gene); none for a categorical space. LINAS measures them first: they span the
+        trade-off and fix the hypervolume's bounds, identically for every seed."""
+        if not self.ordinal:
+            return np.zeros((0, self.n_var), dtype=np.int64)
+        X = self.canonicalize_valid(np.vstack([np.zeros(self.n_var, np.int64), self.upper]))
+        return X[[0, 1]] if self.keys(X[:1]) != self.keys(X[1:]) else X[:1]

@@ -54,3 +54,12 @@ class SuperNetwork(Protocol):
 
     def evaluate_exported(self, encoding: np.ndarray, run: Callable[..., np.ndarray]) -> dict[str, float]:
         """The quality metric when the sub-network's forward pass is `run` (e.g. an INT8 model)."""
+
+
+def complexity_rows(supernet: Any, encodings: np.ndarray) -> list[dict[str, float]]:
+    """A plugin's `complexity` as one dict per encoding; it may return a list of dicts or a dict of arrays."""
+    out = supernet.complexity(encodings)
+    if isinstance(out, dict):
+        n = len(encodings)
+        return [{k: float(np.asarray(v).reshape(n)[i]) for k, v in out.items()} for i in range(n)]
+    return [dict(r) for r in out]

@@ -25,7 +25,7 @@ class SupernetMeasurer:
         quality = measure_quality(self.supernet, X, self.supernet.quality_metric in config.objectives,
                                   policy=policy, cache=self.cache)
         latency = {t.name: measure_latency(self.supernet, X, t, config.search.normalize_latency, policy=policy,
-                                           cache=self.cache) for t in config.targets}
+                                           cache=self.cache) for t in config.latency_targets}
         return combine(iteration=iteration, run=config.name, quality_rows=quality, latency_rows=latency,
                        predictions=predictions)
 
@@ -34,7 +34,7 @@ class SupernetMeasurer:
         return {t.name: check_drift(self.supernet, t, previous.get(t.name, {}), self.config.recurring.drift_threshold,
                                     policy=self.config.measurement, cache=self.cache,
                                     normalize=self.config.search.normalize_latency)
-                for t in self.config.targets}
+                for t in self.config.latency_targets}
 
 
 def supernet_measure(config, supernet, cache=None) -> SupernetMeasurer:

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from linas_lib.api.supernet import complexity_rows
 from linas_lib.cache import EvaluationCache, quality_scope
 from linas_lib.objectives.attempts import attempt
 from linas_lib.objectives.recording import record_safely
@@ -33,7 +34,7 @@ def measure_quality(
         if quality:
             return supernet.evaluate(encoding[None, :])[0]
         if hasattr(supernet, "complexity"):
-            return supernet.complexity(encoding[None, :])[0]
+            return complexity_rows(supernet, encoding[None, :])[0]
         return {}
 
     rows = []

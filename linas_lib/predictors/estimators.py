@@ -6,7 +6,8 @@ All are scikit-learn regressors over encodings (n, n_var) of one search space:
 
 They share three choices that make hyperparameters cheap to choose well:
 
-* features are ActiveOneHot rows, so two encodings of one network look alike;
+* features are `EncodingFeatures` rows (active one-hot by default, so two encodings of
+  one network look alike; optionally ordinal genes and the plugin's derived features);
 * targets are standardized inside `fit` (and predictions mapped back), so one
   set of C / epsilon / alpha candidates serves accuracy (~0.8) and latency (ms);
 * SVR works on a kernel matrix computed once per fit (`kernel='precomputed'` in
@@ -37,7 +38,7 @@ from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 from sklearn.utils.validation import check_is_fitted
 
-from linas_lib.predictors.features import ActiveOneHot
+from linas_lib.predictors.features import EncodingFeatures
 from linas_lib.predictors.kernels import rbf_from_sq_distances, scale_gamma, sq_distances, sq_norms
 
 # RidgeCV's efficient leave-one-out picks alpha for the price of one fit.
@@ -98,14 +99,21 @@ def _check_auto(name: str, value: Any) -> None:
 
 
 class EncodingRegressor(RegressorMixin, BaseEstimator):
-    """Shared plumbing: encodings -> ActiveOneHot features, standardized targets."""
+    """Shared plumbing: encodings -> features, standardized targets.
+
+    `features` picks the representation ('onehot', 'ordinal', their '+derived'
+    variants, 'derived' or 'auto'; see `linas_lib.predictors.features`); `derived`
+    is the plugin's cheap feature function, given by the search, never pickled.
+    """
 
     space: Any
+    features: str = "onehot"
+    derived: Any = None
 
     def _prepare(self, X, y) -> tuple[np.ndarray, np.ndarray]:
         if self.space is None:
             raise ValueError(f"{type(self).__name__} needs the search space: pass space=...")
-        self.features_ = ActiveOneHot(self.space).fit(None)
+        self.features_ = EncodingFeatures(self.space, self.features, self.derived).fit(X)
         F = self.features_.transform(X)
         self.n_features_in_ = int(self.space.n_var)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -160,9 +168,11 @@ def _ridge_solve(F: np.ndarray, z: np.ndarray, alpha: float) -> tuple[np.ndarray
 class RidgePredictor(EncodingRegressor):
     """Ridge regression on active one-hot features; alpha by efficient leave-one-out."""
 
-    def __init__(self, space=None, alphas=RIDGE_ALPHAS):
+    def __init__(self, space=None, alphas=RIDGE_ALPHAS, features="onehot", derived=None):
         self.space = space
         self.alphas = alphas
+        self.features = features
+        self.derived = derived
 
     @single_threaded
     def fit(self, X, y):
@@ -180,6 +190,10 @@ class RidgePredictor(EncodingRegressor):
 
     def _predict_z(self, F: np.ndarray) -> np.ndarray:
         return F @ self.coef_ + self.intercept_
+
+    def resolved_params(self) -> dict[str, Any]:
+        """Parameters that refit this model without choosing hyperparameters again."""
+        return {"alphas": (self.alpha_,)}
 
 
 # ---- SVR -----------------------------------------------------------------------
@@ -230,8 +244,10 @@ class SVRPredictor(EncodingRegressor):
     """
 
     def __init__(self, space=None, kernel: str = "rbf", C="auto", epsilon="auto", gamma="auto",
-                 tol: float = 2e-2, selection_tol: float = 1e-1, random_state=0):
+                 tol: float = 2e-2, selection_tol: float = 1e-1, random_state=0, features="onehot", derived=None):
         self.space = space
+        self.features = features
+        self.derived = derived
         self.kernel = kernel
         self.C = C
         self.epsilon = epsilon
@@ -334,6 +350,11 @@ class SVRPredictor(EncodingRegressor):
             self.coef_ = self.kernel_scale_ * (self.dual_coef_ @ self.support_vectors_)
         return self
 
+    def resolved_params(self) -> dict[str, Any]:
+        """Parameters that refit this model without choosing hyperparameters again."""
+        fixed = {"C": self.C_, "epsilon": self.epsilon_}
+        return {**fixed, "gamma": self.gamma_} if self.kernel == "rbf" else fixed
+
     def _predict_z(self, F: np.ndarray) -> np.ndarray:
         if self.kernel == "linear":
             return F @ self.coef_ + self.intercept_
@@ -356,8 +377,10 @@ class StackedPredictor(EncodingRegressor):
     """
 
     def __init__(self, space=None, cv: int = 5, alphas=RIDGE_ALPHAS, C="auto", epsilon="auto",
-                 gamma="auto", tol: float = 2e-2, random_state=0):
+                 gamma="auto", tol: float = 2e-2, random_state=0, features="onehot", derived=None):
         self.space = space
+        self.features = features
+        self.derived = derived
         self.cv = cv
         self.alphas = alphas
         self.C = C
@@ -372,11 +395,11 @@ class StackedPredictor(EncodingRegressor):
             raise ValueError(f"cv must be at least 2, got {self.cv!r}")
         F, z = self._prepare(X, y)
         n = len(z)
-        ridge = RidgePredictor(self.space, alphas=self.alphas)
+        ridge = RidgePredictor(self.space, alphas=self.alphas, features=self.features, derived=self.derived)
         ridge._adopt(self)
         ridge._fit_arrays(F, z)
         svr = SVRPredictor(self.space, kernel="rbf", C=self.C, epsilon=self.epsilon, gamma=self.gamma,
-                           tol=self.tol, random_state=self.random_state)
+                           tol=self.tol, random_state=self.random_state, features=self.features, derived=self.derived)
         svr._adopt(self)
         D = sq_distances(F, F)
         svr._fit_arrays(F, z, base=D, noise_mse=ridge.loo_mse_)
@@ -410,6 +433,11 @@ class StackedPredictor(EncodingRegressor):
             intercept = float(np.mean(z) - np.mean(Z @ weights))
         self.weights_, self.final_intercept_ = weights, intercept
         return self
+
+    def resolved_params(self) -> dict[str, Any]:
+        """The bases' chosen hyperparameters; only the cheap final ridge is chosen again."""
+        return {"alphas": (self.ridge_.alpha_,), "C": self.svr_.C_, "epsilon": self.svr_.epsilon_,
+                "gamma": self.svr_.gamma_}
 
     def _base_predictions(self, F: np.ndarray) -> np.ndarray:
         return np.column_stack([self.ridge_._predict_z(F), self.svr_._predict_z(F)])

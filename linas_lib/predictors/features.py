@@ -1,18 +1,39 @@
-"""One-hot features over the active genes of a canonical encoding."""
+"""Predictor features of canonical encodings: one-hot or ordinal genes, plus derived values.
+
+* `onehot`: one column per (gene, option); a gene hidden by its parent contributes
+  zeros, so two encodings of the same network get identical features and the
+  predictor never learns from genes that do not exist.
+* `ordinal`: one column per gene, its option index scaled to [0, 1] (0 when hidden):
+  fewer features, and it says that kernel 7 lies beyond 5, which one-hot cannot.
+* `+derived`: the plugin's cheap derived features (e.g. log MACs, log params, depth;
+  see `linas_lib.search.problem`), standardized on the training set.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from linas_lib.api.search_space import SearchSpace
 
+FEATURE_KINDS = ("onehot", "ordinal", "derived", "onehot+derived", "ordinal+derived", "auto")
+
+
+def resolve_kind(kind: str, derived: Callable | None) -> str:
+    """'auto' is one-hot plus derived features when the plugin offers them."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"features must be one of {', '.join(FEATURE_KINDS)}, got {kind!r}")
+    if kind == "auto":
+        return "onehot+derived" if derived is not None else "onehot"
+    if "derived" in kind and derived is None:
+        raise ValueError(f"features={kind!r} needs derived features, and this super-network offers none "
+                         "(a plugin gives them with features() or a fast complexity())")
+    return kind
+
 
 class ActiveOneHot(TransformerMixin, BaseEstimator):
-    """Encodings -> one-hot matrix; a gene hidden by its parent contributes zeros.
-
-    Two encodings of the same network therefore get identical features, so the
-    predictor never learns from genes that do not exist.
-    """
+    """Encodings -> one-hot matrix over the active genes."""
 
     def __init__(self, space: SearchSpace | None = None):
         self.space = space
@@ -30,3 +51,40 @@ class ActiveOneHot(TransformerMixin, BaseEstimator):
         rows, genes = np.nonzero(active)
         out[rows, self.offsets_[genes] + X[rows, genes]] = 1.0
         return out
+
+
+class EncodingFeatures(TransformerMixin, BaseEstimator):
+    """The feature matrix the predictors learn from (see the module docstring)."""
+
+    def __init__(self, space: SearchSpace | None = None, kind: str = "onehot", derived: Callable | None = None):
+        self.space = space
+        self.kind = kind
+        self.derived = derived
+
+    def fit(self, X, y=None):
+        self.kind_ = resolve_kind(self.kind, self.derived)
+        self.onehot_ = ActiveOneHot(self.space).fit(None) if self.kind_.startswith("onehot") else None
+        if "derived" in self.kind_:
+            D = self._derived(self.space.validate(X))
+            self.derived_mean_ = D.mean(axis=0)
+            std = D.std(axis=0)
+            self.derived_scale_ = np.where(std > 1e-12, std, 1.0)
+        return self
+
+    def _derived(self, X: np.ndarray) -> np.ndarray:
+        D = np.asarray(self.derived(X), dtype=np.float64).reshape(len(X), -1)
+        if not np.all(np.isfinite(D)):
+            raise ValueError("derived features contain NaN or infinite values")
+        return D
+
+    def transform(self, X):
+        X = self.space.canonicalize(X)  # aliases of one network get one feature row
+        blocks = []
+        if self.onehot_ is not None:
+            blocks.append(self.onehot_.transform(X))
+        elif self.kind_.startswith("ordinal"):
+            scale = np.maximum(self.space.upper, 1).astype(np.float64)
+            blocks.append(np.where(self.space.active_mask(X), X / scale, 0.0))
+        if "derived" in self.kind_:
+            blocks.append((self._derived(X) - self.derived_mean_) / self.derived_scale_)
+        return np.hstack(blocks) if len(blocks) > 1 else blocks[0]

@@ -16,6 +16,7 @@ from linas_lib.api.objective import Objective
 from linas_lib.measurements import encodings, objective_matrix, successful
 from linas_lib.pareto import Normalization, hypervolume, non_dominated_mask, rank_and_crowding
 from linas_lib.predictors import build_predictor
+from linas_lib.search.problem import search_problem
 
 # Candidates for the next population come from the inner search's most recent
 # evaluations: they are the best-converged, and non-dominated sorting of all
@@ -28,29 +29,107 @@ def iteration_seed(seed: int, iteration: int) -> int:
 
 
 def initial_population(space, n: int, seed: int, exclude: set[str] = frozenset()) -> np.ndarray:
-    return space.sample(n, iteration_seed(seed, 0), exclude=exclude)
+    """The space's anchors (smallest and largest network, when it has them), then uniform samples.
+
+    The anchors span the trade-off for the first predictors and fix the hypervolume's
+    bounds the same way for every seed (see `normalization`)."""
+    anchors = space.anchors()
+    anchors = anchors[[k not in exclude for k in space.keys(anchors)]][:n] if len(anchors) else anchors
+    rest = space.sample(n - len(anchors), iteration_seed(seed, 0), exclude=set(exclude) | set(space.keys(anchors)))
+    return np.vstack([anchors, rest]) if len(anchors) else rest
+
+
+class ExactObjective:
+    """An objective the plugin computes exactly and cheaply (MACs, params): a "predictor"
+    that is never wrong, so the search uses the value itself."""
+
+    def __init__(self, problem, name: str):
+        self.problem, self.name = problem, name
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.problem.exact(np.asarray(X, dtype=np.int64))[self.name]
+
+    def predict_dist(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value = self.predict(X)
+        return value, np.zeros(len(value))
+
+
+def _estimator(config, space, objective: Objective, iteration: int, problem):
+    spec = config.predictor_for(objective.name, iteration)
+    estimator = build_predictor(spec.name, space, **spec.params)
+    if problem.has_features and "derived" in estimator.get_params() and "derived" not in spec.params:
+        estimator.set_params(derived=problem.derived_features)
+    if config.search.selection == "ehvi":
+        from linas_lib.predictors.ensemble import BootstrapEnsemble
+
+        estimator = BootstrapEnsemble(estimator, n_members=config.search.ensemble,
+                                      random_state=iteration_seed(config.seed, iteration) % (2**31))
+    return estimator
 
 
 def fit_predictors(config, space, frame: pd.DataFrame, iteration: int = 1) -> dict[str, Any]:
-    """One fitted estimator per objective, trained on every successful measurement.
+    """One fitted estimator per objective, trained on every successful measurement;
+    objectives the plugin computes exactly get an `ExactObjective` instead.
 
     `iteration` is the one the predictors will propose, which picks the schedule entry.
+    Deterministic given the table, so a pipeline stage refits rather than unpickles.
     """
-    predictors = {}
+    problem = search_problem(config)
+    predictors: dict[str, Any] = {}
     for objective in config.resolved_objectives():
+        if objective.name in problem.exact_names:
+            predictors[objective.name] = ExactObjective(problem, objective.name)
+            continue
         ok = successful(frame, [objective.name])
         if len(ok) < 2:
             raise ValueError(f"need at least 2 successful measurements of {objective.name} to train a predictor, "
                              f"have {len(ok)}")
-        spec = config.predictor_for(objective.name, iteration)
-        estimator = build_predictor(spec.name, space, **spec.params)
+        estimator = _estimator(config, space, objective, iteration, problem)
         predictors[objective.name] = estimator.fit(encodings(ok), ok[objective.name].to_numpy())
     return predictors
+
+
+def describe_predictors(predictors: dict[str, Any]) -> dict[str, Any]:
+    """The fitted predictors as plain data, for the run's record and the report."""
+    out: dict[str, Any] = {}
+    for name, p in predictors.items():
+        if isinstance(p, ExactObjective):
+            out[name] = {"exact": True}
+            continue
+        center = getattr(p, "center_", p)
+        entry: dict[str, Any] = {"model": type(center).__name__, "exact": False}
+        if hasattr(center, "resolved_params"):
+            entry["hyperparameters"] = {k: (list(v) if isinstance(v, tuple) else v)
+                                        for k, v in center.resolved_params().items()}
+        features = getattr(center, "features_", None)
+        if features is not None and hasattr(features, "kind_"):
+            entry["features"] = features.kind_
+        if hasattr(p, "members_"):
+            entry["ensemble"] = {"members": len(p.members_), "noise_std": p.noise_std_}
+        out[name] = entry
+    return out
 
 
 def predict(predictors: dict[str, Any], objectives: list[Objective], X: np.ndarray) -> np.ndarray:
     """(n, n_obj) predicted values in minimization form, one batched call per objective."""
     return np.column_stack([o.to_min(predictors[o.name].predict(X)) for o in objectives])
+
+
+def predict_dist(predictors: dict[str, Any], objectives: list[Objective], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted (mean, std) in minimization form; a predictor without uncertainty has std 0."""
+    means, stds = [], []
+    for o in objectives:
+        p = predictors[o.name]
+        mean, std = p.predict_dist(X) if hasattr(p, "predict_dist") else (p.predict(X), np.zeros(len(X)))
+        means.append(o.to_min(mean))
+        stds.append(np.asarray(std, dtype=float))
+    return np.column_stack(means), np.column_stack(stds)
+
+
+# A space with at most this many gene vectors is enumerated instead of searched: the
+# "inner search" then sees every network, exactly, for less than an MOEA run costs.
+ENUMERATE_LIMIT = 50_000
+PREDICT_CHUNK = 8192
 
 
 def run_inner_search(
@@ -61,10 +140,16 @@ def run_inner_search(
 
     `objectives` defaults to all of the config's. With a constraint group, predictions
     that violate it are pushed behind every feasible point, so the algorithm's own
-    ranking keeps to the feasible region.
+    ranking keeps to the feasible region. A space small enough (`ENUMERATE_LIMIT`,
+    and no larger than the inner budget) is enumerated instead.
     """
     inner = config.search.inner_at(iteration)
     objectives = objectives or config.resolved_objectives()
+    every = space.enumerate(min(ENUMERATE_LIMIT, inner.evaluations))
+    if every is not None:
+        F = np.vstack([predict(predictors, objectives, every[i:i + PREDICT_CHUNK])
+                       for i in range(0, len(every), PREDICT_CHUNK)])
+        return every, F
     searcher = build_searcher(inner.algorithm, space, len(objectives), inner.evaluations, seed, **inner.algorithm_params())
     column = [o.name for o in objectives].index(constraint.objective) if constraint else None
     seen_X, seen_F = [], []
@@ -86,22 +171,41 @@ def run_inner_search(
 PENALTY = 1e6
 
 
-def select_unmeasured(
-    space, X: np.ndarray, F: np.ndarray, exclude: set[str], n: int, seed: int
-) -> np.ndarray:
-    """The best `n` distinct, not-yet-measured encodings by rank and crowding.
-
-    Tops up with random unmeasured sub-networks when the search found too few.
-    """
-    X, F = X[-RECENT_CANDIDATES:], F[-RECENT_CANDIDATES:]
+def unmeasured_candidates(space, X: np.ndarray, F: np.ndarray, exclude: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct canonical encodings not in `exclude`, newest first kept (later generations
+    are better converged); at most RECENT_CANDIDATES of the most recent evaluations."""
+    X, F = space.canonicalize(X[-RECENT_CANDIDATES:]), F[-RECENT_CANDIDATES:]
     keys = space.keys(X)
     keep, chosen = [], set()
-    for i in range(len(X) - 1, -1, -1):  # newest first: later generations are better
+    for i in range(len(X) - 1, -1, -1):
         if keys[i] not in exclude and keys[i] not in chosen:
             chosen.add(keys[i])
             keep.append(i)
     keep = np.asarray(keep[::-1], dtype=np.int64)
-    picked = X[keep][rank_and_crowding(F[keep])[:n]] if len(keep) else np.zeros((0, space.n_var), np.int64)
+    return X[keep], F[keep]
+
+
+def select_unmeasured(
+    space, X: np.ndarray, F: np.ndarray, exclude: set[str], n: int, seed: int,
+    strategy: str = "rank_crowding", predictors: dict[str, Any] | None = None,
+    objectives: list[Objective] | None = None, measured: np.ndarray | None = None,
+) -> np.ndarray:
+    """The best `n` distinct, not-yet-measured encodings by the selection `strategy`.
+
+    `rank_crowding` ranks the inner search's predictions; `ehvi` also needs the
+    predictors (for their uncertainty) and the measured values (min-form) of the
+    objectives searched. Tops up with random unmeasured sub-networks when too few.
+    """
+    from linas_lib.search.selection import select
+
+    Xc, Fc = unmeasured_candidates(space, X, F, exclude)
+    if len(Xc) == 0:
+        picked = np.zeros((0, space.n_var), np.int64)
+    elif strategy == "rank_crowding" or predictors is None:
+        picked = Xc[select("rank_crowding", Fc, np.zeros_like(Fc), np.zeros((0, Fc.shape[1])), n, seed)]
+    else:
+        mean, std = predict_dist(predictors, objectives, Xc)
+        picked = Xc[select(strategy, mean, std, measured, n, seed)]
     if len(picked) < n:
         extra = space.sample(n - len(picked), seed, exclude=set(exclude) | set(space.keys(picked)))
         picked = np.vstack([picked, extra])
@@ -141,7 +245,12 @@ def next_population(config, space, frame: pd.DataFrame, predictors, iteration: i
             column = [o.name for o in objectives].index(group.objective)
             feasible = objectives[column].from_min(F[:, column]) <= group.max
             X, F = X[feasible], F[feasible]
-        picked = select_unmeasured(space, X, F, exclude, share, seed + g)
+        ok = successful(frame, [o.name for o in objectives])
+        measured = objective_matrix(ok, objectives)
+        if group is not None:
+            measured = measured[objectives[column].from_min(measured[:, column]) <= group.max]
+        picked = select_unmeasured(space, X, F, exclude, share, seed + g, config.search.selection,
+                                   predictors, objectives, measured)
         exclude |= set(space.keys(picked))
         chosen.append(picked)
     population = np.vstack(chosen)
@@ -171,13 +280,47 @@ def target_views(config) -> dict[str, list[Objective]]:
 
 
 def normalization(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> Normalization:
-    """Fixed per run: from the first iteration's successful measurements."""
+    """The hypervolume's fixed box, from the best basis there is:
+
+    1. `bounds`: the plugin's `objective_bounds` (a tabular benchmark's true front);
+    2. `anchors`: the measured smallest and largest networks (in every run's first
+       population, see `initial_population`): the same box for every seed and run;
+    3. `first population`: min/max of the first iteration, 5 % margin (differs by seed).
+    """
     objectives = objectives or config.resolved_objectives()
+    names = [o.name for o in objectives]
+    problem = search_problem(config)
+    if problem.bounds and all(n in problem.bounds for n in names):
+        best = np.array([o.to_min(problem.bounds[o.name][0]) for o in objectives], dtype=float)
+        worst = np.array([o.to_min(problem.bounds[o.name][1]) for o in objectives], dtype=float)
+        return Normalization(tuple(np.minimum(best, worst).tolist()), tuple(np.maximum(best, worst).tolist()),
+                             "bounds")
+    space = getattr(problem.plugin, "space", None)
+    anchors = space.anchors() if space is not None else np.zeros((0, 0))
+    if len(anchors) >= 2:
+        rows = successful(frame[frame["subnet_id"].isin(space.keys(anchors))], names)
+        F = objective_matrix(rows, objectives)
+        if len(F) >= 2 and np.all(F.max(axis=0) > F.min(axis=0)):
+            return Normalization(tuple(F.min(axis=0).tolist()), tuple(F.max(axis=0).tolist()), "anchors")
     first = frame[frame["iteration"] == frame["iteration"].min()]
     F = objective_matrix(first, objectives)
     if len(F) == 0:
         F = objective_matrix(frame, objectives)
-    return Normalization.from_values(F)
+    return Normalization.from_values(F, basis="first population")
+
+
+def hypervolume_optimum(config, objectives: list[Objective] | None = None) -> float | None:
+    """The true front's normalized hypervolume, where the plugin knows its true front."""
+    objectives = objectives or config.resolved_objectives()
+    plugin = search_problem(config).plugin
+    if not hasattr(plugin, "true_front"):
+        return None
+    front = plugin.true_front([o.name for o in objectives])
+    if front is None:
+        return None
+    F = np.column_stack([o.to_min(front[:, i]) for i, o in enumerate(objectives)])
+    empty = pd.DataFrame({"iteration": [0], "subnet_id": [""], "status": ["failed"]})
+    return hypervolume(F, normalization(config, empty, objectives))
 
 
 def hypervolume_history(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> list[float]:

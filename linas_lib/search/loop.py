@@ -141,7 +141,7 @@ def run_validation(
     if resume:
         _begin(config, space, measure, run, resume=True)  # the same checks as LINAS
     accepted = algorithm_params(search.algorithm)
-    params = {k: v for k, v in {"population": search.population}.items() if k in accepted}
+    params = {k: v for k, v in {"population": search.fixed_population}.items() if k in accepted}
     if "count_revisits" in accepted:
         # real measurements: only networks never measured count against the budget
         params["count_revisits"] = False

@@ -45,13 +45,19 @@ def load_plugin_file(path: str) -> None:
         return
     if not Path(resolved).is_file():
         raise FileNotFoundError(f"supernet.plugin_file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location(f"linas_plugin_{len(_loaded_files)}", resolved)
+    import sys
+
+    name = f"linas_plugin_{len(_loaded_files)}"
+    spec = importlib.util.spec_from_file_location(name, resolved)
     module = importlib.util.module_from_spec(spec)
     _loaded_files[resolved] = module
+    # in sys.modules while it runs, as for any import: dataclasses and pickling look the module up there
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception:
         del _loaded_files[resolved]
+        sys.modules.pop(name, None)
         raise
 
 

@@ -208,8 +208,26 @@ class NASBench201Supernet:
         acc = self.accuracy(encodings)
         return [{"accuracy": float(a), "params": float(self.table.params[r])} for a, r in zip(acc, rows)]
 
-    def complexity(self, encodings: Any) -> list[dict[str, float]]:
-        return [{"params": float(self.table.params[r])} for r in self._rows(encodings)]
+    fast_complexity = True  # a table look-up: the search uses params exactly, never predicted
+
+    def complexity(self, encodings: Any) -> dict[str, np.ndarray]:
+        return {"params": self.table.params[self._rows(encodings)]}
+
+    def true_front(self, objectives: list[str]) -> np.ndarray | None:
+        """The whole table's Pareto front over `objectives` (natural units), which fixes the
+        hypervolume's bounds; None for an objective the table does not hold."""
+        from linas_lib.pareto import non_dominated_mask
+
+        values = self.all_values()
+        columns, signs = [], []
+        for name in objectives:
+            base = name.split("@", 1)[0]
+            if base not in ("accuracy", "latency", "params"):
+                return None
+            columns.append(values[base])
+            signs.append(-1.0 if base == "accuracy" else 1.0)
+        V = np.column_stack(columns)
+        return V[non_dominated_mask(V * np.asarray(signs))]
 
     def table_latency(self, encoding: Any) -> float:
         """The table's latency of one cell, in milliseconds."""

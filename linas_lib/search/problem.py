@@ -1,0 +1,114 @@
+"""What the search knows about a super-network beyond its space: exact cheap values,
+derived features and fixed hypervolume bounds.
+
+Built once per config from the plugin class, whose `__init__` is cheap by contract
+(no weights, no data). Nothing here is persisted: stages rebuild it from the config.
+
+Plugin hooks, all optional (see docs/plugins.md):
+
+* `complexity(encodings)` with `fast_complexity = True`: MACs and parameters computed
+  exactly and quickly for a whole batch. Those objectives are then evaluated exactly
+  in the inner search and never predicted. Without the flag (e.g. OFA, which builds a
+  module per network) they are still measured for real but predicted in the search.
+* `features(encodings) -> (n, k) array`: cheap derived features (depth, width, MACs...)
+  that the predictors may use next to the encoding. With a fast `complexity` and no
+  `features`, log MACs and log parameters serve.
+* `objective_bounds(names) -> {name: (best, worst)}`: fixed normalization bounds for
+  the hypervolume, e.g. a tabular benchmark's true front.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+
+COMPLEXITY = ("macs", "params")
+
+
+def _columns(rows: Any, names: tuple[str, ...], n: int) -> dict[str, np.ndarray]:
+    """A plugin's complexity as {name: (n,) array}; it may return a list of dicts or a dict of arrays."""
+    if isinstance(rows, dict):
+        return {k: np.asarray(rows[k], dtype=float).reshape(n) for k in names if k in rows}
+    rows = list(rows)
+    if len(rows) != n:
+        raise ValueError(f"complexity returned {len(rows)} rows for {n} encodings")
+    return {k: np.array([float(r[k]) for r in rows]) for k in names if rows and k in rows[0]}
+
+
+@dataclass
+class SearchProblem:
+    """The plugin's cheap, exact knowledge, as plain callables over encodings."""
+
+    plugin: Any = None
+    fast_complexity: bool = False
+    exact_names: tuple[str, ...] = ()  # objectives computed, never predicted
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def exact(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Exact values of `exact_names` for a batch of encodings."""
+        if not self.exact_names or len(X) == 0:
+            return {k: np.zeros(len(X)) for k in self.exact_names}
+        return _columns(self.plugin.complexity(np.asarray(X, dtype=np.int64)), self.exact_names, len(X))
+
+    @property
+    def has_features(self) -> bool:
+        return hasattr(self.plugin, "features") or self.fast_complexity
+
+    def derived_features(self, X: np.ndarray) -> np.ndarray:
+        """(n, k) cheap features of each encoding: the plugin's own, else log MACs and log params."""
+        X = np.asarray(X, dtype=np.int64)
+        if hasattr(self.plugin, "features"):
+            return np.asarray(self.plugin.features(X), dtype=float).reshape(len(X), -1)
+        if not self.fast_complexity:
+            raise ValueError("this super-network offers no derived features (no features() and no fast complexity())")
+        values = _columns(self.plugin.complexity(X), COMPLEXITY, len(X))
+        return np.column_stack([np.log1p(np.maximum(v, 0.0)) for v in values.values()])
+
+
+def _plugin(name: str, params_json: str):
+    from linas_lib.supernets import build_supernet
+
+    try:
+        return build_supernet(name, **json.loads(params_json))
+    except Exception:  # a plugin that cannot be constructed cheaply offers no hooks; validation names it elsewhere
+        return None
+
+
+@lru_cache(maxsize=16)
+def _problem(name: str, params_json: str, objective_names: tuple[str, ...]) -> SearchProblem:
+    plugin = _plugin(name, params_json)
+    if plugin is None:
+        return SearchProblem()
+    fast = bool(getattr(plugin, "fast_complexity", False)) and hasattr(plugin, "complexity")
+    exact = tuple(n for n in objective_names if n in COMPLEXITY) if fast else ()
+    bounds: dict[str, tuple[float, float]] = {}
+    if hasattr(plugin, "objective_bounds"):
+        given = plugin.objective_bounds(list(objective_names)) or {}
+        bounds = {k: (float(v[0]), float(v[1])) for k, v in given.items()}
+    elif hasattr(plugin, "true_front"):
+        bounds = _front_bounds(plugin, objective_names)
+    return SearchProblem(plugin, fast, exact, bounds)
+
+
+def _front_bounds(plugin, names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """(best, worst) of each objective over a true front given in natural units."""
+    front = plugin.true_front(list(names))
+    if front is None or len(front) == 0:
+        return {}
+    front = np.asarray(front, dtype=float)
+    quality = getattr(plugin, "quality_metric", None)
+    out = {}
+    for i, name in enumerate(names):
+        col = front[:, i]
+        higher_is_better = name == quality or (quality is not None and name.startswith(f"{quality}@"))
+        out[name] = (col.max(), col.min()) if higher_is_better else (col.min(), col.max())
+    return out
+
+
+def search_problem(config) -> SearchProblem:
+    """The config's super-network as the search sees it (cached per process)."""
+    names = tuple(o.name for o in config.resolved_objectives())
+    return _problem(config.supernet.name, json.dumps(config.supernet.params, sort_keys=True, default=str), names)
