@@ -286,6 +286,11 @@ class ClusterConfig(_Strict):
     store_secret: str | None = Field(
         "linas-minio", description="Secret with keys accesskey/secretkey, injected as AWS_* env; null: none"
     )
+    integrity_secret: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Secret with key integritykey, injected as LINAS_INTEGRITY_KEY: every stored object is "
+                    "HMAC-signed and verified on read (docs/security.md); null: plain sha256 digests",
+    )
     s3_endpoint: str | None = Field(
         None, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$",
         description="host:port of MinIO/S3 (no scheme, no user:password@), set as LINAS_S3_ENDPOINT",
