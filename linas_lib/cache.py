@@ -1,9 +1,12 @@
 """The evaluation cache: every real measurement, kept across runs, so none is paid for twice.
 
-An entry is keyed by what determines the measured value:
+An entry is keyed by whose it is and what determines the measured value:
 
-    <namespace>/<scope>/<subnet_id>.json
+    <tenant>/<namespace>/<scope>/<subnet_id>.json
 
+- tenant: `cache.tenant`, or by default a digest of the location that holds the run
+  (`s3://bucket/team-a/runs` for a run in `.../runs/r1`), so teams sharing a bucket or a
+  configured `cache.uri` read only their own measurements unless they name one tenant;
 - namespace: the super-network (name, params, checkpoint digest);
 - scope: the objective group, `quality-<metric>` or `complexity`, or for latency
   `latency-<hash of the target fingerprint>` (device model, backend and its version,
@@ -151,7 +154,25 @@ def _child(uri: str, name: str) -> str:
     return urlunparse(parsed._replace(path=parsed.path.rstrip("/") + "/" + name))
 
 
+def default_tenant(run_uri: str) -> str:
+    """A tenant for the runs held by the same location as `run_uri` (its parent directory or
+    prefix; the S3 endpoint and query are how it is reached, not whose it is)."""
+    import os
+    from urllib.parse import urlparse
+
+    parsed = urlparse(run_uri)
+    if len(parsed.scheme) <= 1 or parsed.scheme == "file":
+        holder = os.path.dirname(os.path.abspath(parsed.path if parsed.scheme == "file" else run_uri))
+    else:
+        holder = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/').rpartition('/')[0]}"
+    return f"prefix-{digest(holder, 12)}"
+
+
+def cache_tenant(config, run_uri: str) -> str:
+    return config.cache.tenant or default_tenant(run_uri)
+
+
 def open_cache(config, run_uri: str, supernet, checkpoint: str | None) -> EvaluationCache:
     namespace = supernet_namespace(config.supernet.name, dict(config.supernet.params),
                                    checkpoint_digest(supernet, checkpoint))
-    return EvaluationCache(cache_uri(config, run_uri), namespace)
+    return EvaluationCache(cache_uri(config, run_uri), f"{cache_tenant(config, run_uri)}/{namespace}")

@@ -463,6 +463,11 @@ class CacheConfig(_Strict):
 
     enabled: bool = Field(True, description="false: the cache is private to the run (still used to resume)")
     uri: Location | None = Field(None, description="a directory or s3:// URI; default: 'evaluation-cache' beside the run")
+    tenant: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]{0,62}$",
+        description="whose measurements these are: runs share cached values only within one tenant; "
+                    "default: the location that holds the run (its store prefix)",
+    )
 
 
 class RecurringConfig(_Strict):

@@ -88,6 +88,39 @@ def test_cache_locations(tmp_path):
     assert cache_uri(private, str(tmp_path / "r")) == str(tmp_path / "r" / "evaluation-cache")
 
 
+def test_the_cache_is_scoped_by_tenant(tmp_path, nb201):
+    """Two teams sharing one cache location read only their own measurements by default
+    (the tenant is the location holding the run); naming one tenant shares on purpose."""
+    from linas_lib.cache import default_tenant, open_cache
+
+    shared = str(tmp_path / "shared-cache")
+    X = nb201.space.sample(3, 7)
+
+    def states(run_uri: str, **cache) -> list[str]:
+        config = config_from_dict({**CONFIG, "cache": {"uri": shared, **cache}})
+        rows = measure_quality(nb201, X, cache=open_cache(config, run_uri, nb201, None))
+        return [list(r["cache"].values())[0] for r in rows]
+
+    assert states(str(tmp_path / "team-a" / "runs" / "r1")) == ["miss"] * 3
+    assert states(str(tmp_path / "team-a" / "runs" / "r2")) == ["hit"] * 3  # same team: reused
+    assert states(str(tmp_path / "team-b" / "runs" / "r1")) == ["miss"] * 3  # another team: not read
+    assert states(str(tmp_path / "team-a" / "runs" / "r3"), tenant="vision") == ["miss"] * 3
+    assert states(str(tmp_path / "team-b" / "runs" / "r3"), tenant="vision") == ["hit"] * 3  # chosen sharing
+    tenants = {k.split("/")[0] for k in open_store(shared).list() if k.endswith(".json")}
+    assert len(tenants) == 3 and "vision" in tenants
+    assert default_tenant("s3://b/team-a/runs/r1?endpoint=h:1") == default_tenant("s3://b/team-a/runs/r2")
+    assert default_tenant("s3://b/team-a/runs/r1") != default_tenant("s3://b/team-b/runs/r1")
+    assert "cache.tenant" in _config_error({**CONFIG, "cache": {"tenant": "../other-team"}})
+
+
+def _config_error(data) -> str:
+    from linas_lib.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    return str(info.value)
+
+
 def test_an_unwritable_cache_loses_no_measurement(tmp_path, nb201):
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the cache directory should be")
