@@ -269,9 +269,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from pipelines.cluster import PreflightError
     from pipelines.submit import SubmitError
 
+    from linas_lib.measurements import IterationFailedError
     from linas_lib.runs import RunStateError
 
-    return (StoreError, RunStateError, PreflightError, SubmitError, FileNotFoundError, KeyError, ValueError)
+    return (StoreError, RunStateError, IterationFailedError, PreflightError, SubmitError, FileNotFoundError,
+            KeyError, ValueError)
 
 
 if __name__ == "__main__":
