@@ -130,10 +130,11 @@ class EvaluationCache:
             for i, line in enumerate(lines):
                 try:
                     item = json.loads(line)
-                except json.JSONDecodeError:  # a line torn by a kill: its measurement was never reported done
+                    key, entry = item["key"], item["entry"]
+                except (json.JSONDecodeError, KeyError, TypeError):  # torn by a kill: taken again
                     continue
                 try:
-                    put_json(self.store, item["key"], item["entry"])
+                    put_json(self.store, key, entry)
                 except StoreError:
                     rest = "".join(f"{x}\n" for x in lines[i:])
                     with open(path, "a") as fh:
@@ -223,7 +224,6 @@ def _child(uri: str, name: str) -> str:
 def default_tenant(run_uri: str) -> str:
     """A tenant for the runs held by the same location as `run_uri` (its parent directory or
     prefix; the S3 endpoint and query are how it is reached, not whose it is)."""
-    import os
     from urllib.parse import urlparse
 
     parsed = urlparse(run_uri)
