@@ -1,9 +1,12 @@
 """The evaluation cache: every real measurement, kept across runs, so none is paid for twice.
 
-An entry is keyed by what determines the measured value:
+An entry is keyed by whose it is and what determines the measured value:
 
-    <namespace>/<scope>/<subnet_id>.json
+    <tenant>/<namespace>/<scope>/<subnet_id>.json
 
+- tenant: `cache.tenant`, or by default a digest of the location that holds the run
+  (`s3://bucket/team-a/runs` for a run in `.../runs/r1`), so teams sharing a bucket or a
+  configured `cache.uri` read only their own measurements unless they name one tenant;
 - namespace: the super-network (name, params, checkpoint digest);
 - scope: the objective group, `quality-<metric>` or `complexity`, or for latency
   `latency-<hash of the target fingerprint>` (device model, backend and its version,
@@ -15,12 +18,19 @@ single PUT on S3), so any number of pods can write at once with no read-modify-w
 Entries from before a scope's `stale-before` mark (set when latency drift is
 detected) are ignored. A corrupt or unreadable entry is a miss, never an error: the
 cache only ever saves work.
+
+The cache is also where each measurement becomes durable, so an entry that cannot be
+written (the store is down) goes to a local journal (`$LINAS_JOURNAL`, default
+`$LINAS_CACHE/journal`) and the search stops (objectives/recording.py): the next lookup,
+on resume, writes the journal to the store first, and nothing is measured twice.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any, Iterable
 
 from linas_lib.api.store import Store, StoreError, get_json, put_json
@@ -56,6 +66,7 @@ class EvaluationCache:
 
     def lookup(self, scope: str, subnet_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The usable entries among `subnet_ids`: one listing, then one read per hit."""
+        self.flush_journal()  # measurements taken while the store was down count as taken
         prefix = f"{self.namespace}/{scope}/"
         present = set(self.store.list(prefix))
         stale_before = self._stale_before(scope, present)
@@ -73,7 +84,66 @@ class EvaluationCache:
         return found
 
     def record(self, scope: str, subnet_id: str, entry: dict[str, Any]) -> None:
-        put_json(self.store, self._key(scope, subnet_id), {"measured_at": time.time(), **entry})
+        put_json(self.store, self._key(scope, subnet_id), self._entry(entry))
+
+    @staticmethod
+    def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+        return {"measured_at": time.time(), **entry}
+
+    # ---- the local journal: entries measured while the store was down ---------------------
+    def journal_path(self) -> Path:
+        folder = os.environ.get("LINAS_JOURNAL") or os.path.join(
+            os.environ.get("LINAS_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "linas")), "journal")
+        return Path(folder) / f"{digest([self.store.uri, self.namespace])}.jsonl"
+
+    def journal(self, scope: str, subnet_id: str, entry: dict[str, Any]) -> Path:
+        """Append an entry to the local journal (one line, one O_APPEND write); OSError if impossible."""
+        path = self.journal_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"key": self._key(scope, subnet_id), "entry": self._entry(entry)}, default=str) + "\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return path
+
+    def flush_journal(self) -> int:
+        """Write journaled entries to the store; StoreError (the rest kept) while it is still down."""
+        path = self.journal_path()
+        if not path.parent.is_dir():
+            return 0
+        # A flusher claims the journal by renaming it, so appends during the flush start a new one;
+        # claims left by a flusher that was killed are taken over (writing an entry twice is harmless).
+        claimed = path.with_name(f"{path.stem}.{os.getpid()}-{time.time_ns()}.flushing")
+        try:
+            os.replace(path, claimed)
+        except FileNotFoundError:
+            pass
+        written = 0
+        for part in sorted(path.parent.glob(f"{path.stem}.*.flushing")):
+            try:
+                lines = part.read_text().splitlines()
+            except FileNotFoundError:  # another flusher finished it
+                continue
+            for i, line in enumerate(lines):
+                try:
+                    item = json.loads(line)
+                    key, entry = item["key"], item["entry"]
+                except (json.JSONDecodeError, KeyError, TypeError):  # torn by a kill: taken again
+                    continue
+                try:
+                    put_json(self.store, key, entry)
+                except StoreError:
+                    rest = "".join(f"{x}\n" for x in lines[i:])
+                    with open(path, "a") as fh:
+                        fh.write(rest)
+                    part.unlink(missing_ok=True)
+                    raise
+                written += 1
+            part.unlink(missing_ok=True)
+        return written
 
     def mark_stale(self, scope: str, reason: str, before: float | None = None) -> None:
         """Every entry of `scope` measured before `before` (default: now) is ignored from here on."""
@@ -151,7 +221,24 @@ def _child(uri: str, name: str) -> str:
     return urlunparse(parsed._replace(path=parsed.path.rstrip("/") + "/" + name))
 
 
+def default_tenant(run_uri: str) -> str:
+    """A tenant for the runs held by the same location as `run_uri` (its parent directory or
+    prefix; the S3 endpoint and query are how it is reached, not whose it is)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(run_uri)
+    if len(parsed.scheme) <= 1 or parsed.scheme == "file":
+        holder = os.path.dirname(os.path.abspath(parsed.path if parsed.scheme == "file" else run_uri))
+    else:
+        holder = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/').rpartition('/')[0]}"
+    return f"prefix-{digest(holder, 12)}"
+
+
+def cache_tenant(config, run_uri: str) -> str:
+    return config.cache.tenant or default_tenant(run_uri)
+
+
 def open_cache(config, run_uri: str, supernet, checkpoint: str | None) -> EvaluationCache:
     namespace = supernet_namespace(config.supernet.name, dict(config.supernet.params),
                                    checkpoint_digest(supernet, checkpoint))
-    return EvaluationCache(cache_uri(config, run_uri), namespace)
+    return EvaluationCache(cache_uri(config, run_uri), f"{cache_tenant(config, run_uri)}/{namespace}")

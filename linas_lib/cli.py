@@ -85,6 +85,14 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             arguments[key] = value
     if args.store:
         arguments["store_uri"] = args.store
+    from linas_lib.config import check_location
+
+    for key in ("store_uri", "checkpoint"):  # run parameters are as visible as the compiled config
+        if isinstance(arguments.get(key), str):
+            try:
+                check_location(arguments[key])
+            except ValueError as exc:
+                raise ConfigError(f"run parameter {key}: {exc}") from None
     return arguments
 
 
@@ -261,9 +269,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from pipelines.cluster import PreflightError
     from pipelines.submit import SubmitError
 
+    from linas_lib.measurements import IterationFailedError
     from linas_lib.runs import RunStateError
 
-    return (StoreError, RunStateError, PreflightError, SubmitError, FileNotFoundError, KeyError, ValueError)
+    return (StoreError, RunStateError, IterationFailedError, PreflightError, SubmitError, FileNotFoundError,
+            KeyError, ValueError)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from linas_lib.api.objective import Objective
 from linas_lib.measurements import latency_column
@@ -35,11 +35,63 @@ def _check_name(kind: str, name: str, names: list[str]) -> str:
     return name
 
 
+# ---- locations ------------------------------------------------------------------------------
+# Every path or URI field is a `Location`, checked by the one validator below: a config is
+# compiled into the pipeline, readable by anyone who can view it, so no secret may ride in it.
+# Free-form `params` dicts get the same check on every string inside them (a LUT table...).
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+_SECRET_PARAM = re.compile(
+    r"^(sig|.*(secret|password|passwd|token|signature|credential|access[_-]?key|api[_-]?key|private[_-]?key).*)$", re.I
+)
+CREDENTIALS_HINT = ("credentials come from the environment: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+                    "injected from the Kubernetes Secret named by cluster.store_secret")
+
+
+class LocationField:
+    """Marks a config field as a path or URI (tests walk the model for these)."""
+
+
+def check_location(value: str) -> str:
+    """Refuse a path or URI that embeds credentials. Never echo the value: it may hold the secret."""
+    if _USERINFO.match(value):
+        raise ValueError(f"must not contain user:password@; {CREDENTIALS_HINT}")
+    query = value.partition("?")[2].partition("#")[0]
+    names = [part.partition("=")[0] for part in re.split(r"[&;]", query) if "=" in part]
+    if any(_SECRET_PARAM.match(name) for name in names):
+        raise ValueError("must not carry credentials in its query (a signature, token, key or password: e.g. a "
+                         f"presigned URL); {CREDENTIALS_HINT}")
+    return value
+
+
+Location = Annotated[str, AfterValidator(check_location), LocationField()]
+
+
+def _check_params_locations(params: dict[str, Any]) -> dict[str, Any]:
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, str):
+            try:
+                check_location(node)
+            except ValueError as exc:  # ".key: ..." continues the field's dotted path (_format_errors)
+                raise ValueError(f".{path}: {exc}") from None
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f"{path}.{i}")
+
+    walk(params, "")
+    return params
+
+
+Params = Annotated[dict[str, Any], AfterValidator(_check_params_locations)]
+
+
 class SupernetConfig(_Strict):
     name: str = "elastic_cnn"
-    checkpoint: str | None = Field(None, description="weights path or URI; built-ins train and cache when unset")
-    params: dict[str, Any] = Field(default_factory=dict)
-    plugin_file: str | None = Field(None, description="a Python file that registers the plugin (runs only when named)")
+    checkpoint: Location | None = Field(None, description="weights path or URI; built-ins train and cache when unset")
+    params: Params = Field(default_factory=dict)
+    plugin_file: Location | None = Field(None, description="a Python file that registers the plugin (runs only when named)")
 
     @model_validator(mode="before")
     @classmethod
@@ -50,6 +102,10 @@ class SupernetConfig(_Strict):
 
             if not isinstance(data["plugin_file"], str):
                 return data  # the field's own type check names it
+            try:  # before the file is opened, whose error would repeat the path
+                check_location(data["plugin_file"])
+            except ValueError as exc:
+                raise ValueError(f"supernet.plugin_file: {exc}") from None
             try:
                 load_plugin_file(data["plugin_file"])
             except FileNotFoundError as exc:
@@ -169,7 +225,7 @@ class TargetConfig(Placement):
     min_repeats: int = Field(30, ge=3, le=1_000_000)
     min_time_s: float = Field(0.3, ge=0, le=3600)
     calibration_samples: int = Field(64, ge=1, description="int8: calibration samples for quantization")
-    params: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings, e.g. lut: {table: PATH}")
+    params: Params = Field(default_factory=dict, description="backend-specific settings, e.g. lut: {table: PATH}")
     node_fingerprint: dict[str, str] = Field(
         default_factory=dict, description="hardware labels of the matched nodes, filled in by the preflight"
     )
@@ -231,6 +287,11 @@ class ClusterConfig(_Strict):
     store_secret: str | None = Field(
         "linas-minio", description="Secret with keys accesskey/secretkey, injected as AWS_* env; null: none"
     )
+    integrity_secret: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Secret with key integritykey, injected as LINAS_INTEGRITY_KEY: every stored object is "
+                    "HMAC-signed and verified on read (docs/security.md); null: plain sha256 digests",
+    )
     s3_endpoint: str | None = Field(
         None, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$",
         description="host:port of MinIO/S3 (no scheme, no user:password@), set as LINAS_S3_ENDPOINT",
@@ -238,7 +299,7 @@ class ClusterConfig(_Strict):
     s3_secure: bool = False
     retries: int = Field(2, ge=0, le=10)
     retry_backoff: str = Field("30s", pattern=r"^[0-9]+(s|m|h)$")
-    images: dict[Literal["base", "cuda", "openvino"], str] = Field(default_factory=dict)
+    images: dict[Literal["base", "cuda", "openvino"], Location] = Field(default_factory=dict)
 
 
 class EarlyStop(_Strict):
@@ -250,7 +311,7 @@ class EarlyStop(_Strict):
 
 class PredictorSpec(_Strict):
     name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -272,7 +333,7 @@ class InnerSearchConfig(_Strict):
     population: int | None = Field(None, ge=2)
     crossover: float | None = Field(None, ge=0, le=1)
     mutation: float | None = Field(None, ge=0, le=1)
-    params: dict[str, Any] = Field(default_factory=dict, description="further algorithm-specific settings")
+    params: Params = Field(default_factory=dict, description="further algorithm-specific settings")
 
     @field_validator("algorithm")
     @classmethod
@@ -340,7 +401,7 @@ class SearchConfig(_Strict):
     ensemble: int = Field(8, ge=2, le=64, description="ehvi: bootstrap members per predictor, for its uncertainty")
     evaluations: int = Field(125, ge=2, le=1_000_000, description="total real measurements")
     algorithm: str = Field("nsga2", description="validation mode: the algorithm that is measured directly")
-    algorithm_params: dict[str, Any] = Field(default_factory=dict, description="validation mode: algorithm settings")
+    algorithm_params: Params = Field(default_factory=dict, description="validation mode: algorithm settings")
     inner: InnerSearchConfig = Field(default_factory=InnerSearchConfig)
     predictors: dict[str, PredictorSpec] = Field(default_factory=_default_predictors)
     oneshot_samples: int | None = Field(
@@ -446,7 +507,12 @@ class CacheConfig(_Strict):
     """The cross-run evaluation cache (see linas_lib.cache)."""
 
     enabled: bool = Field(True, description="false: the cache is private to the run (still used to resume)")
-    uri: str | None = Field(None, description="a directory or s3:// URI; default: 'evaluation-cache' beside the run")
+    uri: Location | None = Field(None, description="a directory or s3:// URI; default: 'evaluation-cache' beside the run")
+    tenant: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]{0,62}$",
+        description="whose measurements these are: runs share cached values only within one tenant; "
+                    "default: the location that holds the run (its store prefix)",
+    )
 
 
 class RecurringConfig(_Strict):
@@ -471,16 +537,7 @@ class LinasConfig(_Strict):
     measurement: MeasurementPolicy = Field(default_factory=MeasurementPolicy)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     recurring: RecurringConfig = Field(default_factory=RecurringConfig)
-    store: str | None = Field(None, description="run location: a directory or s3://bucket/prefix (pipeline default)")
-
-    @field_validator("store")
-    @classmethod
-    def _no_credentials(cls, v: str | None) -> str | None:
-        # Never echo the value: it may hold the very secret it must not contain.
-        if v is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", v):
-            raise ValueError("must not contain user:password@; S3 credentials come from the "
-                             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment (cluster.store_secret)")
-        return v
+    store: Location | None = Field(None, description="run location: a directory or s3://bucket/prefix (pipeline default)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "LinasConfig":
@@ -570,7 +627,10 @@ def _format_errors(exc: ValidationError) -> str:
             msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif err["type"] != "value_error" and not isinstance(err.get("input"), dict):
             msg += f" (got {_short(err['input'])})"
-        lines.append(f"  {msg}" if msg.startswith(f"{where}.") else f"  {where}: {msg}")
+        if msg.startswith("."):  # a path inside the field (a key of a params dict)
+            lines.append(f"  {where}{msg}")
+        else:
+            lines.append(f"  {msg}" if msg.startswith(f"{where}.") else f"  {where}: {msg}")
     return "invalid config:\n" + "\n".join(lines)
 
 

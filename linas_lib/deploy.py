@@ -112,11 +112,10 @@ def export_subnet(run_dir: str, subnet_id: str, fmt: str, int8: bool = False, ou
         path = folder / f"{stem}.onnx"
         path.write_bytes(export_onnx(module, inputs, dynamic_batch=True))
     else:
-        import openvino as ov
-
         from linas_lib.backends.openvino_backend import OpenVINOBackend
 
-        backend = OpenVINOBackend(precision="int8" if int8 else "fp32")
+        backend = OpenVINOBackend(precision="int8" if int8 else "fp32")  # turns vendor telemetry off first
+        import openvino as ov
         calibration = supernet.calibration_inputs(batch, max(1, -(-64 // batch))) if int8 else None
         path = folder / f"{stem}.xml"
         ov.save_model(backend.to_model(module, inputs, calibration), str(path))

@@ -168,3 +168,17 @@ def cache_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Evaluation-cache hits and misses over every objective group of every row."""
     states = [state for _, state in _cache_items(frame)]
     return {"hits": states.count(HIT), "misses": states.count(MISS)}
+
+
+class IterationFailedError(RuntimeError):
+    """Every measurement of an iteration failed: nothing to learn from; the reasons are in the table."""
+
+
+def check_iteration_measured(frame: pd.DataFrame, iteration: int, where: str) -> None:
+    """Raise when every measurement of `iteration` failed, with the first reason and where the
+    failed rows are (call it after they are saved)."""
+    rows = frame[frame["iteration"] == iteration]
+    if len(rows) and not (rows["status"] == OK).any():
+        first = next((str(e) for e in rows["error"] if isinstance(e, str) and e), "no reason recorded")
+        raise IterationFailedError(f"all {len(rows)} measurements of iteration {iteration} failed; "
+                                   f"first error: {first}; see {where}")

@@ -46,6 +46,9 @@ def _common(task, config: LinasConfig, name: str, cache: bool, uses_store: bool 
         if cluster.store_secret:
             kubernetes.use_secret_as_env(task, secret_name=cluster.store_secret, secret_key_to_env={
                 "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"})
+        if cluster.integrity_secret:  # a Secret of its own: holding the store's credentials is not enough
+            kubernetes.use_secret_as_env(task, secret_name=cluster.integrity_secret, secret_key_to_env={
+                "integritykey": "LINAS_INTEGRITY_KEY"})
         if cluster.s3_endpoint:
             task.set_env_variable("LINAS_S3_ENDPOINT", cluster.s3_endpoint)
             task.set_env_variable("LINAS_S3_SECURE", str(cluster.s3_secure).lower())

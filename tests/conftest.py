@@ -8,10 +8,15 @@ from pathlib import Path
 # shared CI machine multi-threaded BLAS/OpenMP spins cost far more than they gain.
 # Set before anything imports torch; an explicit OMP_NUM_THREADS wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# No vendor telemetry from the tests or their subprocesses (see linas_lib/backends/telemetry.py).
+os.environ.setdefault("NNCF_CI", "1")
 
 import pytest
 
+from linas_lib.backends.telemetry import disable_vendor_telemetry
 from linas_lib.config import load_config
+
+disable_vendor_telemetry()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "pipelines" / "configs"

@@ -348,3 +348,34 @@ def test_validation_search_survives_a_failed_measurement(space):
     (victim,) = problem.fail_ids
     assert summary["failed"] == 1 and summary["evaluations"] == 24
     assert victim not in {r["subnet_id"] for r in summary["pareto"]}
+
+
+def test_an_iteration_whose_every_measurement_failed_is_saved_then_stops_the_search(space, tmp_path):
+    """The failed rows and their reasons reach measurements.parquet before anything raises, the
+    error says why, and a resume (the cause fixed) measures that iteration again."""
+    from linas_lib.measurements import IterationFailedError
+
+    config = linas_config(seed=2, population=8, evaluations=16, inner_evaluations=200)
+    first = config.search.population_at(0)
+    problem = SyntheticProblem(space, fail_mode="error")
+    problem.fail_ids = _AllKeys()
+    run = RunStore(str(tmp_path))
+    with pytest.raises(IterationFailedError) as info:
+        run_linas(config, space, problem, run=run, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"all {first} measurements of iteration 0 failed; first error: synthetic failure: "
+                              "the device went away; see "), message
+    assert message.endswith(f"{run.uri}/measurements.parquet")
+    frame = run.load_measurements()
+    assert len(frame) == first and (frame["status"] == "failed").all()
+    assert (frame["error"] == "synthetic failure: the device went away").all()
+
+    fixed = SyntheticProblem(space)
+    summary = run_linas(config, space, fixed, run=run, progress=False, resume=True)
+    assert [c["iteration"] for c in fixed.calls] == [0, 1]
+    assert summary["evaluations"] == 16 and summary["failed"] == 0
+
+
+class _AllKeys(set):
+    def __contains__(self, key):
+        return True

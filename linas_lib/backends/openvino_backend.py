@@ -18,6 +18,7 @@ import numpy as np
 from linas_lib.backends import backend_registry
 from linas_lib.backends.base import Backend, Prepared, chunked_runner
 from linas_lib.backends.export import export_onnx, input_names
+from linas_lib.backends.telemetry import disable_vendor_telemetry
 from linas_lib.backends.timing import fingerprint, to_numpy
 
 
@@ -67,6 +68,7 @@ class OpenVINOBackend(Backend):
             raise ValueError(f"openvino backend: calibration_samples must be >= 1, got {calibration_samples}")
         self.convert, self.calibration_samples = convert, int(calibration_samples)
         self.fast_bias_correction = bool(fast_bias_correction)
+        disable_vendor_telemetry()  # before openvino or nncf is imported
         try:
             import openvino as ov
         except ImportError as exc:

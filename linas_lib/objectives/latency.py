@@ -11,7 +11,7 @@ from linas_lib.backends import backend_class, build_backend
 from linas_lib.cache import EvaluationCache, latency_scope
 from linas_lib.measurements import latency_column
 from linas_lib.objectives.attempts import attempt
-from linas_lib.objectives.recording import record_safely
+from linas_lib.objectives.recording import record_durably
 
 
 def target_fingerprint(target) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def measure_latency(
         values, error, tries = attempt(measure_one, policy, f"latency@{target.name}")
         row.update(values=values, error=error, attempts=tries, cache={scope: "miss"}, **extra)
         if cache and not error:
-            record_safely(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values,
+            record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values,
                                               "fingerprint": extra.get("fingerprint", {})})
         rows.append(row)
     return rows

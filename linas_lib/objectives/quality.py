@@ -8,7 +8,7 @@ import numpy as np
 from linas_lib.api.supernet import complexity_rows
 from linas_lib.cache import EvaluationCache, quality_scope
 from linas_lib.objectives.attempts import attempt
-from linas_lib.objectives.recording import record_safely
+from linas_lib.objectives.recording import record_durably
 
 
 def measure_quality(
@@ -46,6 +46,6 @@ def measure_quality(
             values, error, tries = attempt(lambda: evaluate(encoding), policy, "quality")
             row.update(values=values, error=error, attempts=tries)
             if cache and not error:
-                record_safely(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values})
+                record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values})
         rows.append(row)
     return rows

@@ -21,8 +21,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from linas_lib.algos import algorithm_params, build_searcher
-from linas_lib.measurements import concat, objective_matrix
-from linas_lib.runs import RunStateError, RunStore, population_doc, predictions_by_id
+from linas_lib.measurements import check_iteration_measured, concat, objective_matrix
+from linas_lib.runs import MEASUREMENTS, RunStateError, RunStore, population_doc, predictions_by_id
 from linas_lib.search import core, recurring
 
 MeasureFn = Callable[[int, np.ndarray, "dict[str, dict[str, float]] | None"], pd.DataFrame]
@@ -60,7 +60,7 @@ def _begin(config, space, measure, run: RunStore | None, resume: bool) -> _Start
         if differences:
             raise RunStateError(f"cannot resume {run.uri}: the config differs from the one it was started with: "
                                 + "; ".join(differences[:5]))
-        frame = run.load_measurements(recover=True)
+        frame = _without_failed_last_iteration(run.load_measurements(recover=True))
         previous = run.load_previous()
         start = int(frame["iteration"].max()) + 1 if len(frame) else 0
         state = _Start(frame, start, previous=previous[1] if previous else None, drift=run.load_drift() or {})
@@ -80,6 +80,16 @@ def _begin(config, space, measure, run: RunStore | None, resume: bool) -> _Start
             run.save_drift(state.drift)
         state.initial = recurring.warm_start_population(config, space, fronts)
     return state
+
+
+def _without_failed_last_iteration(frame: pd.DataFrame) -> pd.DataFrame:
+    """A run stopped because every measurement of its last iteration failed resumes by
+    measuring that iteration again (failures are not cached: they are attempted anew)."""
+    if len(frame):
+        last = frame[frame["iteration"] == frame["iteration"].max()]
+        if not (last["status"] == "ok").any():
+            return frame[frame["iteration"] < last["iteration"].iloc[0]].reset_index(drop=True)
+    return frame
 
 
 def _finish(config, frame: pd.DataFrame, state: _Start, run: RunStore | None) -> dict[str, Any]:
@@ -110,9 +120,9 @@ def run_linas(
         if run:
             run.save_population(population)
         frame = concat(frame, measure(iteration, X, predictions_by_id(population)))
+        _save_then_check(frame, iteration, run)
         predictors = core.fit_predictors(config, space, frame, iteration + 1)
         if run:
-            run.save_measurements(frame)  # after every iteration; single measurements live in the cache
             run.save_predictors(iteration, predictors)
         hv = core.hypervolume_history(config, frame)
         bar.set_postfix(evaluations=len(frame), hv=f"{hv[-1]:.4f}" if hv else "n/a")
@@ -126,6 +136,14 @@ def run_linas(
             break
     bar.close()
     return _finish(config, frame, state, run)
+
+
+def _save_then_check(frame: pd.DataFrame, iteration: int, run: RunStore | None) -> None:
+    """The table is saved before anything can raise, so failed rows and their reasons are kept;
+    an iteration whose every measurement failed stops the search, saying why."""
+    if run:
+        run.save_measurements(frame)  # after every iteration; single measurements live in the cache
+    check_iteration_measured(frame, iteration, f"{run.uri}/{MEASUREMENTS}" if run else "the measurement table")
 
 
 def run_validation(

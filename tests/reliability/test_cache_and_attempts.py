@@ -88,11 +88,106 @@ def test_cache_locations(tmp_path):
     assert cache_uri(private, str(tmp_path / "r")) == str(tmp_path / "r" / "evaluation-cache")
 
 
-def test_an_unwritable_cache_loses_no_measurement(tmp_path, nb201):
+def test_the_cache_is_scoped_by_tenant(tmp_path, nb201):
+    """Two teams sharing one cache location read only their own measurements by default
+    (the tenant is the location holding the run); naming one tenant shares on purpose."""
+    from linas_lib.cache import default_tenant, open_cache
+
+    shared = str(tmp_path / "shared-cache")
+    X = nb201.space.sample(3, 7)
+
+    def states(run_uri: str, **cache) -> list[str]:
+        config = config_from_dict({**CONFIG, "cache": {"uri": shared, **cache}})
+        rows = measure_quality(nb201, X, cache=open_cache(config, run_uri, nb201, None))
+        return [list(r["cache"].values())[0] for r in rows]
+
+    assert states(str(tmp_path / "team-a" / "runs" / "r1")) == ["miss"] * 3
+    assert states(str(tmp_path / "team-a" / "runs" / "r2")) == ["hit"] * 3  # same team: reused
+    assert states(str(tmp_path / "team-b" / "runs" / "r1")) == ["miss"] * 3  # another team: not read
+    assert states(str(tmp_path / "team-a" / "runs" / "r3"), tenant="vision") == ["miss"] * 3
+    assert states(str(tmp_path / "team-b" / "runs" / "r3"), tenant="vision") == ["hit"] * 3  # chosen sharing
+    tenants = {k.split("/")[0] for k in open_store(shared).list() if k.endswith(".json")}
+    assert len(tenants) == 3 and "vision" in tenants
+    assert default_tenant("s3://b/team-a/runs/r1?endpoint=h:1") == default_tenant("s3://b/team-a/runs/r2")
+    assert default_tenant("s3://b/team-a/runs/r1") != default_tenant("s3://b/team-b/runs/r1")
+    assert "cache.tenant" in _config_error({**CONFIG, "cache": {"tenant": "../other-team"}})
+
+
+def _config_error(data) -> str:
+    from linas_lib.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    return str(info.value)
+
+
+class _CountingStore:
+    """A local store that can be taken down, counting the measurements it is asked to keep."""
+
+    def __init__(self, root):
+        from linas_lib.stores.local import LocalStore
+
+        self.inner, self.down = LocalStore(root), False
+        self.uri = self.inner.uri
+
+    def __getattr__(self, name):
+        from linas_lib.api.store import StoreError
+
+        if self.down:
+            def refuse(*args, **kwargs):
+                raise StoreError(f"{self.uri}: S3 endpoint failed after 5 attempts (ConnectionRefusedError)")
+            return refuse
+        return getattr(self.inner, name)
+
+
+def test_a_store_outage_stops_measuring_and_resume_repeats_nothing(tmp_path, nb201, monkeypatch):
+    """The store goes down after a lookup: the first measurement cannot be recorded, so it is
+    journaled locally and nothing more is measured; once the store is back the journal is
+    written first and only the rest is measured."""
+    from linas_lib.objectives.recording import NotRecordedError
+
+    monkeypatch.setenv("LINAS_JOURNAL", str(tmp_path / "journal"))
+    store = _CountingStore(tmp_path / "cache")
+    cache = EvaluationCache(store, "ns")
+    X = nb201.space.sample(3, 3)
+    calls = []
+    evaluate = nb201.evaluate
+    monkeypatch.setattr(nb201, "evaluate", lambda enc: calls.append(1) or evaluate(enc))
+    original_lookup = cache.lookup
+
+    def lookup_then_fail(*args):
+        found = original_lookup(*args)
+        store.down = True  # the outage begins mid-iteration
+        return found
+
+    monkeypatch.setattr(cache, "lookup", lookup_then_fail)
+    with pytest.raises(NotRecordedError, match="kept in the local journal .*journal.*; the search stopped") as info:
+        measure_quality(nb201, X, cache=cache)
+    assert "failed after 5 attempts" in str(info.value)
+    assert len(calls) == 1, "nothing may be measured after a measurement that could not be recorded"
+
+    monkeypatch.undo()
+    monkeypatch.setenv("LINAS_JOURNAL", str(tmp_path / "journal"))
+    with pytest.raises(Exception, match="failed after 5 attempts"):  # still down: the journal stays
+        EvaluationCache(store, "ns").lookup("quality-accuracy", [])
+    assert len(list((tmp_path / "journal").glob("*.jsonl"))) == 1
+    store.down = False
+    calls.clear()
+    monkeypatch.setattr(nb201, "evaluate", lambda enc: calls.append(1) or evaluate(enc))
+    rows = measure_quality(nb201, X, cache=EvaluationCache(store, "ns"))
+    assert [list(r["cache"].values())[0] for r in rows] == ["hit", "miss", "miss"] and len(calls) == 2
+    assert not list((tmp_path / "journal").iterdir()), "the journal is emptied once written"
+
+
+def test_a_measurement_neither_stored_nor_journaled_says_so(tmp_path, nb201, monkeypatch):
+    from linas_lib.objectives.recording import NotRecordedError
+
+    (tmp_path / "journal").write_text("a file where the journal directory should be")
+    monkeypatch.setenv("LINAS_JOURNAL", str(tmp_path / "journal" / "sub"))
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the cache directory should be")
-    rows = measure_quality(nb201, nb201.space.sample(2, 3), cache=EvaluationCache(str(blocker), "ns"))
-    assert all(r["error"] == "" and r["values"]["accuracy"] > 0 for r in rows)
+    with pytest.raises(NotRecordedError, match="nor in a local journal .*: it will be measured again"):
+        measure_quality(nb201, nb201.space.sample(2, 3), cache=EvaluationCache(str(blocker), "ns"))
 
 
 # ---- the measurement policy --------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 import subprocess
 import sys
 import types
@@ -395,3 +396,123 @@ def test_mutation_helper_does_not_alter_base():
     before = copy.deepcopy(BASE)
     _with(**{"targets.0.batch_size": 0, "search.inner.crossover": 2})
     assert BASE == before
+
+
+# ---- every path or URI field refuses embedded credentials, through one validator -------------
+def _unwrap_args(tp) -> list:
+    return [a for a in typing.get_args(tp) if a is not type(None)]
+
+
+def _is_location(tp) -> bool:
+    from linas_lib.config import LocationField
+
+    if typing.get_origin(tp) is typing.Annotated:
+        return any(isinstance(m, LocationField) for m in tp.__metadata__)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_location(a) for a in _unwrap_args(tp))
+    return False
+
+
+def _is_params(tp, metadata) -> bool:
+    from linas_lib.config import _check_params_locations
+
+    return typing.get_origin(tp) is dict and any(getattr(m, "func", None) is _check_params_locations for m in metadata)
+
+
+def _config_fields(model=LinasConfig, prefix=""):
+    """(dotted path, annotation, field name, metadata) of every field; lists step in at 0, dicts at a valid key."""
+    for name, info in model.model_fields.items():
+        path, tp = f"{prefix}{name}", info.annotation
+        yield path, tp, name, info.metadata
+        unions = _unwrap_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else []
+        for arg in [tp, *unions]:
+            origin, args = typing.get_origin(arg), typing.get_args(arg)
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                yield from _config_fields(arg, f"{path}.")
+            elif origin is list and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+                yield from _config_fields(args[0], f"{path}.0.")
+            elif origin is dict and len(args) == 2:
+                key = typing.get_args(args[0])[0] if typing.get_origin(args[0]) is typing.Literal else "accuracy"
+                if _is_location(args[1]):
+                    yield f"{path}.{key}", args[1], name, ()
+                elif isinstance(args[1], type) and issubclass(args[1], BaseModel):
+                    yield from _config_fields(args[1], f"{path}.{key}.")
+
+
+LOCATION_NAME = re.compile(r"(^|_)(uri|url|path|file|checkpoint|dir|location|table)s?$|^store$")
+FAKE_KEY_ID, FAKE_SECRET = "AKIA" + "LINASTESTEXAMPLE", "wJalrXUtnFEMI" + "-K7MDENG-bPxRfiCYEXAMPLEKEY"
+HOSTILE_LOCATIONS = [
+    f"s3://{FAKE_KEY_ID}:{FAKE_SECRET}@minio:9000/bucket/key",
+    f"https://{FAKE_KEY_ID}:{FAKE_SECRET}@host/weights.pt",
+    f"https://bucket.s3.amazonaws.com/w.pt?X-Amz-Credential={FAKE_KEY_ID}&X-Amz-Signature={FAKE_SECRET}",
+    f"s3://bucket/runs?endpoint=minio:9000&secret_key={FAKE_SECRET}",
+]
+
+
+def _set_path(data: dict, path: str, value) -> dict:
+    parts = path.split(".")
+    node = data
+    for part, following in zip(parts, parts[1:]):
+        if isinstance(node, list):
+            while len(node) <= int(part):
+                node.append({})
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, [] if following.isdigit() else {})
+    node[parts[-1]] = value
+    return data
+
+
+def test_every_location_field_is_checked_and_nothing_location_like_escapes():
+    fields = list(_config_fields())
+    locations = {path for path, tp, _, _ in fields if _is_location(tp)}
+    assert {"store", "supernet.checkpoint", "supernet.plugin_file", "cache.uri", "cluster.images.base"} <= locations
+    # a path- or URI-named string field added later must be a Location too
+    unchecked = [path for path, tp, name, _ in fields if LOCATION_NAME.search(name) and path not in locations
+                 and str in [tp, *_unwrap_args(tp)]]
+    assert not unchecked, f"path/URI fields without the credentials check (type them Location): {unchecked}"
+    # and every free-form dict is a Params (its strings are checked the same way)
+    loose = [path for path, tp, _, meta in fields
+             if typing.get_origin(tp) is dict and typing.get_args(tp)[1] is typing.Any and not _is_params(tp, meta)]
+    assert not loose, f"dict[str, Any] fields without the credentials check (type them Params): {loose}"
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_LOCATIONS, ids=["s3-userinfo", "https-userinfo", "presigned", "query"])
+def test_every_location_field_refuses_credentials_without_echoing_them(hostile):
+    fields = list(_config_fields())
+    targets = [(p, False) for p, tp, _, _ in fields if _is_location(tp)] + \
+              [(p, True) for p, tp, _, meta in fields if _is_params(tp, meta)]
+    assert len(targets) >= 12, targets
+    for path, is_params in targets:
+        data = _set_path(copy.deepcopy(BASE), path, {"table": hostile} if is_params else hostile)
+        message = _error(data)
+        expected = f"{path}.table: must not" if is_params else f"{path}: must not"
+        assert expected in message, (path, message)
+        assert FAKE_SECRET not in message and FAKE_KEY_ID not in message, (path, message)
+
+
+@pytest.mark.parametrize("fine", ["/data/weights.pt", "s3://bucket/ck.pt?endpoint=minio:9000&secure=false",
+                                  "file:///tmp/x", "https://host/w.pt?version=3&design=a", "runs/a@b/c"])
+def test_plain_locations_are_accepted(fine):
+    config_from_dict(_with(**{"supernet.checkpoint": fine, "cache.uri": fine, "store": fine}))
+
+
+def test_the_cli_refuses_a_secret_checkpoint_before_compiling(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_with(**{"supernet.checkpoint": HOSTILE_LOCATIONS[0]})))
+    out = tmp_path / "p.yaml"
+    assert main(["pipeline", "compile", str(config), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "supernet.checkpoint: must not contain user:password@" in err and FAKE_SECRET not in err
+    assert not out.exists()
+
+
+def test_run_parameters_refuse_credentials_too():
+    import argparse
+
+    from linas_lib.cli import _run_arguments
+
+    args = argparse.Namespace(param=[f"checkpoint={HOSTILE_LOCATIONS[0]}"], store=None)
+    with pytest.raises(ConfigError, match="run parameter checkpoint: must not contain") as info:
+        _run_arguments(args)
+    assert FAKE_SECRET not in str(info.value)

@@ -311,3 +311,43 @@ def test_unpickling_happens_only_on_trusted_data():
                 assert keywords.get("allow_pickle", "False") == "False", f"{rel}:{node.lineno}"
     untrusted = {k: v for k, v in found.items() if k not in TRUSTED_UNPICKLING}
     assert not untrusted, f"unpickling without a documented reason: {untrusted}"
+
+
+# ---- no vendor telemetry -----------------------------------------------------------------------------
+TELEMETRY_RUN = '''
+import numpy as np, torch
+from linas_lib.backends import build_backend
+module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+x = torch.randn(2, 3, 8, 8)
+fast = dict(warmup=1, min_repeats=3, min_time_s=0.0)
+int8 = build_backend("openvino", precision="int8", **fast)  # NNCF quantization
+int8.set_calibration([(np.random.randn(2, 3, 8, 8).astype("float32"),)])
+int8.measure(module, (x,))
+build_backend("openvino", precision="fp32", convert="torch", **fast).measure(module, (x,))  # openvino's converter
+print("measured")
+'''
+
+
+@pytest.mark.skipif(not all(__import__("importlib").util.find_spec(m) for m in ("openvino", "nncf")),
+                    reason="openvino/nncf not installed")
+def test_openvino_and_nncf_write_no_telemetry(tmp_path):
+    """An INT8 (NNCF) and a torch-converted (openvino converter) measurement in a fresh HOME,
+    outside pytest and CI (where the vendors turn telemetry off themselves): ~/intel stays absent."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in {"CI", "TF_BUILD", "JENKINS_URL", "NNCF_CI", "NNCF_DEV"}}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", TELEMETRY_RUN], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "measured" in proc.stdout, proc.stderr[-2000:]
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert not (tmp_path / "intel").exists(), f"telemetry files written: {written}"
+
+
+def test_images_turn_vendor_telemetry_off():
+    for path in DOCKERFILES:
+        envs = " ".join(rest for op, rest in _instructions(path) if op == "ENV")
+        assert re.search(r"\bNNCF_CI=1\b", envs), f"{path}: NNCF telemetry is on (set ENV NNCF_CI=1)"
+    openvino = (ROOT / "images" / "openvino" / "Dockerfile").read_text()
+    assert "printf 0 > /home/linas/intel/openvino_telemetry" in openvino, "the OpenVINO image must decline telemetry"

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -215,7 +216,7 @@ def test_first_put_of_a_key_survives_a_kill(tmp_path, n):
         assert get_checked(store, "fresh.json") == b'{"new": 1}'
 
 
-def _writer(root: str, gen: int) -> None:
+def _writer(root: str, gen: int, started: int) -> None:
     store = LocalStore(root)
     rng = random.Random(gen)
     i = 0
@@ -223,27 +224,44 @@ def _writer(root: str, gen: int) -> None:
         i += 1
         doc = {"gen": gen, "i": i, "pad": "p" * rng.randrange(0, 60_000)}
         put_checked(store, "obj.json", json.dumps(doc).encode())
+        if i == 1:  # the parent's clock starts once this writer is really writing
+            os.write(started, b"1")
+            os.close(started)
 
 
 def test_kill_9_at_random_points_never_breaks_the_object(tmp_path):
-    """A real SIGKILL of a writer process at random moments, 40 times; then read."""
+    """A real SIGKILL of a writer process at random moments, until the kills have landed at
+    more than 5 distinct points (at most 200 kills); every time, the object must read whole.
+
+    Each kill waits until the forked writer reports its first completed put, so on a loaded
+    machine a kill cannot land before the writer ever ran."""
     store = LocalStore(tmp_path)
     put_checked(store, "obj.json", json.dumps({"gen": -1, "i": 0}).encode())
     rng = random.Random(1234)
     seen = set()
-    for gen in range(40):
+    for gen in range(200):
+        read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child writes until it is killed
             try:
-                _writer(str(tmp_path), gen)
+                os.close(read_end)
+                _writer(str(tmp_path), gen, write_end)
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.001, 0.03))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        os.close(write_end)
+        try:
+            ready, _, _ = select.select([read_end], [], [], 60)
+            assert ready and os.read(read_end, 1) == b"1", "the writer never started"
+            time.sleep(rng.uniform(0.0, 0.03))
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
         doc = json.loads(get_checked(store, "obj.json"))  # raises if the kill broke it
         seen.add((doc["gen"], doc["i"]))
-    assert len(seen) > 5, "the kills did not land at different points"
+        if gen >= 39 and len(seen) > 5:
+            break
+    assert len(seen) > 5, f"200 kills landed at only {len(seen)} distinct points"
     assert store.list() == ["obj.json", "obj.json.sha256"]  # temp files of killed writers are hidden
 
 
