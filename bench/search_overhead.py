@@ -59,13 +59,16 @@ SELECT = 25  # sub-networks measured per iteration (the config default)
 DATA_SEED = 0  # the synthetic objective functions
 RECORDS_SEED = 1  # which sub-networks were "measured"
 SEARCH_SEED = 1000  # + repeat index: the inner search's seed
-TARGET = {"records": 500, "setting": "nsga2 50x400", "limit_s": 2.5}
+# The default search (bootstrap ensembles + EHVI selection) must stay within 1.5 s of CPU
+# per iteration at 500 records; the others choose by the paper's rank and crowding.
+TARGET = {"records": 500, "setting": "default (ehvi)", "limit_s": 1.5, "clock": "cpu"}
 SETTINGS = (
-    {"label": "nsga2 50x400", "algorithm": "nsga2", "population": 50},
-    {"label": "nsga2_pymoo 50x400", "algorithm": "nsga2_pymoo", "population": 50},
-    {"label": "nsga2 200x100", "algorithm": "nsga2", "population": 200},
+    {"label": "default (ehvi)", "algorithm": "nsga2", "population": 50, "selection": "ehvi"},
+    {"label": "nsga2 50x400", "algorithm": "nsga2", "population": 50, "selection": "rank_crowding"},
+    {"label": "nsga2_pymoo 50x400", "algorithm": "nsga2_pymoo", "population": 50, "selection": "rank_crowding"},
+    {"label": "nsga2 200x100", "algorithm": "nsga2", "population": 200, "selection": "rank_crowding"},
 )
-PARTS = ("fit", "predict", "algorithm", "selection")
+PARTS = ("fit", "predict", "algorithm", "selection")  # wall seconds; "cpu_total" is the process CPU of all four
 
 
 # ---- synthetic records ---------------------------------------------------------------
@@ -133,6 +136,7 @@ def config_for(setting: dict):
     return config_from_dict({
         "name": "bench",
         "search": {
+            "selection": setting.get("selection", "rank_crowding"),
             "predictors": {"accuracy": {"name": "svr_rbf"}, "latency": {"name": "ridge"}},
             "inner": {"algorithm": setting["algorithm"], "evaluations": EVALUATIONS,
                       "population": setting["population"], "crossover": 0.9, "mutation": 0.02},
@@ -142,6 +146,7 @@ def config_for(setting: dict):
 
 def one_iteration(space, frame, setting: dict, seed: int) -> dict:
     config = config_for(setting)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     predictors = core.fit_predictors(config, space, frame)
     t_fit = time.perf_counter() - t0
@@ -155,13 +160,18 @@ def one_iteration(space, frame, setting: dict, seed: int) -> dict:
     searcher = capture.searcher
 
     t0 = time.perf_counter()
-    core.select_unmeasured(space, X, F, set(frame["subnet_id"]), SELECT, seed)
+    objectives = config.resolved_objectives()
+    measured = core.objective_matrix(core.successful(frame), objectives)
+    core.select_unmeasured(space, X, F, set(frame["subnet_id"]), SELECT, seed, config.search.selection,
+                           predictors, objectives, measured)
     t_select = time.perf_counter() - t0
+    cpu_total = time.process_time() - cpu0
 
     front = F[non_dominated_mask(F)]
     return {
         "seed": seed,
         "total": t_fit + t_inner + t_select,
+        "cpu_total": cpu_total,
         "fit": t_fit,
         "predict": clock["predict"],
         "algorithm": t_inner - clock["predict"],
@@ -201,7 +211,7 @@ def machine_info() -> dict:
 
 
 def summarize(runs: list[dict]) -> dict:
-    keys = ("total", *PARTS, "dedup")
+    keys = ("total", "cpu_total", *PARTS, "dedup")
     return {
         "median": {k: statistics.median(r[k] for r in runs) for k in keys},
         "min": {k: min(r[k] for r in runs) for k in keys},
@@ -360,7 +370,8 @@ def main(argv=None) -> int:
                            "union of all runs' fronts (margin 5%), reference point 1.1",
         },
         "target": {**TARGET, "median_total_s": target["median"]["total"] if target else None,
-                   "met": bool(target and target["median"]["total"] <= TARGET["limit_s"])},
+                   "median_cpu_s": target["median"]["cpu_total"] if target else None,
+                   "met": bool(target and target["median"]["cpu_total"] <= TARGET["limit_s"])},
         "results": entries,
         "population_sweep": sweep,
     }
@@ -383,8 +394,9 @@ def main(argv=None) -> int:
           "not a property of the setting")
     if target:
         verdict = "met" if result["target"]["met"] else "NOT met"
-        print(f"\ntarget: median total <= {TARGET['limit_s']} s at {TARGET['records']} records with "
-              f"{TARGET['setting']}: {target['median']['total']:.2f} s, {verdict}")
+        print(f"\ntarget: median CPU <= {TARGET['limit_s']} s at {TARGET['records']} records with "
+              f"{TARGET['setting']}: {target['median']['cpu_total']:.2f} s CPU "
+              f"({target['median']['total']:.2f} s wall), {verdict}")
     cores = os.cpu_count() or 1
     if max(load_before[0], load_after[0]) > cores:
         print(f"note: load average {load_before[0]:.1f} -> {load_after[0]:.1f} on {cores} cores; timings are inflated")

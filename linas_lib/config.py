@@ -429,11 +429,14 @@ class SearchConfig(_Strict):
 
         return _check_name("selection strategy", v, selection_names())
 
-    @field_validator("population")
+    @field_validator("population", mode="before")
     @classmethod
-    def _population_range(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and not 2 <= v <= 100_000:
-            raise ValueError(f"must be 'auto' or an integer from 2 to 100000, got {v}")
+    def _population_range(cls, v: Any) -> int | str:
+        # one clear message instead of one per member of the union
+        if v == "auto" and isinstance(v, str):
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 100_000:
+            raise ValueError(f"must be 'auto' or an integer from 2 to 100000, got {_short(v)}")
         return v
 
     @property

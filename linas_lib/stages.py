@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from linas_lib.config import LinasConfig, config_from_json
-from linas_lib.measurements import combine, concat
+from linas_lib.measurements import check_iteration_measured, combine, concat
 from linas_lib.runs import RunStore, population_doc, predictions_by_id
 from linas_lib.search import core
 
@@ -189,12 +189,13 @@ def train_predictors(
     frame = concat(history, new)
     Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(measurements_path, index=False)
-    predictors = core.fit_predictors(config, space, frame, doc["iteration"] + 1)
-    _write_json(predictors_path, core.describe_predictors(predictors))
     run = RunStore(store_uri)
     run.save_config(config)
     run.save_population(doc)
-    run.save_measurements(frame)
+    run.save_measurements(frame)  # failed rows and their reasons are kept before anything can raise
+    check_iteration_measured(frame, doc["iteration"], f"{run.uri}/measurements.parquet")
+    predictors = core.fit_predictors(config, space, frame, doc["iteration"] + 1)
+    _write_json(predictors_path, core.describe_predictors(predictors))
     run.save_predictors(doc["iteration"], predictors)
     if drift:
         run.save_drift(drift)

@@ -189,7 +189,7 @@ def test_run_directory_layout(linas_run):
     files = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
     expected = {"config.json", "measurements.parquet", "pareto.json", "summary.json"}
     expected |= {f"populations/iter-{i:03d}.json" for i in range(5)}
-    expected |= {f"predictors/iter-{i:03d}.joblib" for i in range(5)}
+    expected |= {f"predictors/iter-{i:03d}.json" for i in range(5)}  # descriptions: never a pickle
     assert expected <= files, expected - files
     stored = json.loads((run_dir / "summary.json").read_text())
     for key in ("evaluations", "iterations", "hypervolume", "pareto"):
@@ -215,8 +215,10 @@ def test_population_documents(space, linas_run):
 
 
 def test_stored_predictors_load_and_predict(space, linas_run):
-    _, _, _, run_dir = linas_run
-    predictors = RunStore(str(run_dir)).load_predictors(2)
+    config, _, _, run_dir = linas_run
+    described = json.loads((run_dir / "predictors/iter-002.json").read_text())
+    assert set(described) == {ACC, LAT} and all("model" in d for d in described.values())
+    predictors = RunStore(str(run_dir)).load_predictors(2, config, space)  # refitted from the table
     assert set(predictors) == {ACC, LAT}
     X = space.sample(7, 99)
     for estimator in predictors.values():
@@ -307,7 +309,7 @@ def test_a_failed_measurement_is_kept_but_never_trained_on(space, tmp_path, fail
     ok = frame[(frame["iteration"] == 0) & (frame["status"] == "ok")]
     assert len(ok) == 7
     probe = space.sample(50, 1234)
-    stored = run.load_predictors(0)
+    stored = run.load_predictors(0, config, space)
     for objective, name in ((ACC, "svr_rbf"), (LAT, "ridge")):
         fresh = build_predictor(name, space).fit(encodings(ok), ok[objective].to_numpy())
         np.testing.assert_allclose(stored[objective].predict(probe), fresh.predict(probe), rtol=1e-9, atol=1e-12)

@@ -148,7 +148,7 @@ def test_reproduce_smoke_writes_json_summary_and_plots(tmp_path):
     finally:
         sys.path.remove(str(ROOT / "bench"))
     Z = np.random.default_rng(0).uniform(0, 1.2, (60, 2))
-    assert reproduce.hv2d(Z) == pytest.approx(hypervolume(Z, Normalization((0.0, 0.0), (1.0, 1.0))))
+    assert reproduce.hv2d(Z, ref=1.0) == pytest.approx(hypervolume(Z, Normalization((0.0, 0.0), (1.0, 1.0))))
     assert reproduce.evaluations_to_reach([0.1, 0.3, 0.5], 0.3) == 2
     assert reproduce.evaluations_to_reach([0.1, 0.3], 0.9) is None
 

@@ -28,7 +28,7 @@ pytestmark = [
 LAYOUT = {
     "config.json", "measurements.parquet", "pareto.json", "summary.json", "report.html", "report.md",
     "populations/iter-000.json", "populations/iter-001.json",
-    "predictors/iter-000.joblib", "predictors/iter-001.joblib",
+    "predictors/iter-000.json", "predictors/iter-001.json",
 }
 
 

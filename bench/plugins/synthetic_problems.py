@@ -73,7 +73,7 @@ class _Synthetic:
                 for a, m, p in zip(v["accuracy"], v["macs"], v["params"])]
 
     def complexity(self, encodings):
-        v = self.values(encodings)
+        v = self.values(encodings, noise=False)  # exact and cheap: no hashing
         return {"macs": v["macs"], "params": v["params"]}
 
     def export_module(self, encoding, batch_size):
@@ -100,7 +100,7 @@ class SyntheticMBv3(_Synthetic):
                 variables += [Variable(f"s{s}.b{b}.kernel", KERNELS, cond), Variable(f"s{s}.b{b}.expand", EXPANDS, cond)]
         return SearchSpace(variables, name="synthetic_mbv3")
 
-    def values(self, encodings) -> dict[str, np.ndarray]:
+    def values(self, encodings, noise: bool = True) -> dict[str, np.ndarray]:
         X = self.space.canonicalize(encodings)
         n = len(X)
         macs, params, lat = np.full(n, 12e6), np.full(n, 0.5e6), np.full(n, 0.8)
@@ -125,6 +125,8 @@ class SyntheticMBv3(_Synthetic):
                 gain = (0.9 + 0.5 * (s in (2, 3))) * np.log(e) * (1 + 0.25 * (k - 3) / 4 * (s >= 2))
                 capacity += np.where(on, gain, 0)
             cin = width
+        if not noise:
+            return {"macs": macs, "params": params}
         # saturating returns, and the largest networks overfit a little (a front that bends back)
         acc = 0.80 - 0.22 * np.exp(-capacity / 14.0) - 0.0015 * np.clip(capacity - 38, 0, None) \
             + 0.003 * _noise(self.space, X, "acc")
@@ -170,7 +172,7 @@ class AliasedCells(_Synthetic):
         signs = np.array([-1.0 if o == "accuracy" else 1.0 for o in objectives])
         return V[non_dominated_mask(V * signs)]
 
-    def values(self, encodings) -> dict[str, np.ndarray]:
+    def values(self, encodings, noise: bool = True) -> dict[str, np.ndarray]:
         X = self.space.canonicalize(encodings)
         ops = X[:, :BRANCHES]
         width = np.array(WIDTHS)[X[:, BRANCHES]].astype(float)
@@ -182,10 +184,12 @@ class AliasedCells(_Synthetic):
         has_conv = counts[:, 2:5].sum(axis=1) > 0
         depth_gain = np.log1p(cells) * (0.6 + 0.4 * (counts[:, 1] > 0))
         cap = skill * depth_gain * np.log2(width / 8)
-        acc = np.where(has_conv, 0.93 - 0.45 * np.exp(-cap / 2.2), 0.10 + 0.05 * np.tanh(cap))
-        acc = acc + 0.004 * _noise(self.space, X, "acc")
         macs = cells * (counts * OP_COST).sum(axis=1) * width**2 * 32 * 32
         params = cells * (counts * OP_COST).sum(axis=1) * width**2
+        if not noise:
+            return {"macs": macs, "params": params}
+        acc = np.where(has_conv, 0.93 - 0.45 * np.exp(-cap / 2.2), 0.10 + 0.05 * np.tanh(cap))
+        acc = acc + 0.004 * _noise(self.space, X, "acc")
         lat = 0.05 + cells * ((counts * OP_LAT).sum(axis=1) * (width**2 / 1024) + 0.01 * (counts[:, 1:] > 0).sum(axis=1))
         lat = lat * (1 + 0.02 * _noise(self.space, X, "lat"))
         return {"accuracy": acc, "latency": lat, "macs": macs, "params": params}

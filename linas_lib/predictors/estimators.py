@@ -107,7 +107,7 @@ class EncodingRegressor(RegressorMixin, BaseEstimator):
     """
 
     space: Any
-    features: str = "onehot"
+    features: str = "auto"
     derived: Any = None
 
     def _prepare(self, X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +168,7 @@ def _ridge_solve(F: np.ndarray, z: np.ndarray, alpha: float) -> tuple[np.ndarray
 class RidgePredictor(EncodingRegressor):
     """Ridge regression on active one-hot features; alpha by efficient leave-one-out."""
 
-    def __init__(self, space=None, alphas=RIDGE_ALPHAS, features="onehot", derived=None):
+    def __init__(self, space=None, alphas=RIDGE_ALPHAS, features="auto", derived=None):
         self.space = space
         self.alphas = alphas
         self.features = features
@@ -244,7 +244,7 @@ class SVRPredictor(EncodingRegressor):
     """
 
     def __init__(self, space=None, kernel: str = "rbf", C="auto", epsilon="auto", gamma="auto",
-                 tol: float = 2e-2, selection_tol: float = 1e-1, random_state=0, features="onehot", derived=None):
+                 tol: float = 2e-2, selection_tol: float = 1e-1, random_state=0, features="auto", derived=None):
         self.space = space
         self.features = features
         self.derived = derived
@@ -377,7 +377,7 @@ class StackedPredictor(EncodingRegressor):
     """
 
     def __init__(self, space=None, cv: int = 5, alphas=RIDGE_ALPHAS, C="auto", epsilon="auto",
-                 gamma="auto", tol: float = 2e-2, random_state=0, features="onehot", derived=None):
+                 gamma="auto", tol: float = 2e-2, random_state=0, features="auto", derived=None):
         self.space = space
         self.features = features
         self.derived = derived

@@ -139,6 +139,24 @@ def _reuse_sections(summary: dict[str, Any]) -> list[tuple[str, str, tuple[list[
     return out
 
 
+HV_BASIS = {
+    "bounds": "the true front of the whole benchmark table (its best and worst value of every objective)",
+    "anchors": "the measured smallest and largest sub-networks (the same box for every seed and run)",
+    "first population": "the first population's best and worst values, 5 % margin (varies with the seed)",
+}
+
+
+def hypervolume_note(summary: dict[str, Any]) -> str:
+    """What the normalized hypervolume means, in a sentence a reader can use."""
+    norm = summary.get("normalization") or {}
+    basis = HV_BASIS.get(norm.get("basis", ""), "the measured values")
+    text = (f"Normalized hypervolume: the share of a fixed box, spanned by {basis}, that the measured front "
+            "dominates; 0 is nothing, 1 would be one sub-network best in every objective at once.")
+    if summary.get("hypervolume_optimum"):
+        text += f" The true front scores {summary['hypervolume_optimum']:.4f}."
+    return text
+
+
 def markdown_report(summary: dict[str, Any]) -> str:
     hv = summary["hypervolume"]
     lines = [
@@ -151,6 +169,8 @@ def markdown_report(summary: dict[str, Any]) -> str:
         f"- Pareto-optimal sub-networks: {len(summary['pareto'])}",
         "",
         "## Hypervolume per iteration",
+        "",
+        hypervolume_note(summary),
         "",
         "| iteration | hypervolume |",
         "|---|---|",
@@ -204,6 +224,7 @@ img {{ max-width: 100%; }}
 <h2>Measured Pareto front</h2>
 <img alt="Pareto front" src="data:image/png;base64,{pareto_plot(summary, frame)}">
 <h2>Hypervolume</h2>
+<p>{html.escape(hypervolume_note(summary))}</p>
 <img alt="Hypervolume per iteration" src="data:image/png;base64,{hypervolume_plot(summary, frame)}">
 <h2>Pareto-optimal sub-networks</h2>
 {_html_table(*_front_table(summary))}

@@ -415,6 +415,7 @@ def summarize(
         "iterations": int(frame["iteration"].nunique()) if len(frame) else 0,
         "hypervolume": hypervolume_history(config, frame),
         "normalization": normalization(config, frame).to_dict() if has_data else None,
+        "hypervolume_optimum": hypervolume_optimum(config),
         "predictor_quality": prospective_quality(config, frame),
         "pareto": pareto,
         "targets": targets,

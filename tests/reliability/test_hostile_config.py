@@ -320,11 +320,14 @@ def _kind(field) -> str:
         return inner.__name__
     if inner is typing.Any:
         return "any"
+    if origin in (typing.Union, types.UnionType) and int in typing.get_args(inner):
+        return "int_or_literal"  # e.g. search.population: an integer or 'auto'
     return "other"
 
 
 WRONG = {
     "int": ["many", 1.5, [1], {"a": 1}, None, float("nan")],
+    "int_or_literal": ["many", 1.5, [1], {"a": 1}, float("nan"), 1, 100_001],
     "float": ["many", [1.0], {"a": 1}, float("nan"), float("inf")],
     "str": [7, 2.5, [1], {"a": "b"}],
     "bool": ["perhaps", 7, [True], {"a": 1}],

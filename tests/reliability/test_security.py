@@ -238,8 +238,6 @@ SOURCE_DIRS = ("linas_lib", "pipelines", "components", "bench")
 SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "_UniqueKeyLoader"}
 # Where this project deserializes pickles, and why each is safe. A new one needs a reason here.
 TRUSTED_UNPICKLING = {
-    ("linas_lib/runs.py", "joblib.load"): "predictors this project wrote into its own run store (digest-checked)",
-    ("linas_lib/stages.py", "joblib.load"): "predictors written by the same pipeline run's train_predictors task",
     ("linas_lib/supernets/animal_mnist.py", "pickle.load"): "data files shipped inside the installed animal-mnist wheel",
 }
 
@@ -311,6 +309,8 @@ def test_unpickling_happens_only_on_trusted_data():
                 assert keywords.get("allow_pickle", "False") == "False", f"{rel}:{node.lineno}"
     untrusted = {k: v for k, v in found.items() if k not in TRUSTED_UNPICKLING}
     assert not untrusted, f"unpickling without a documented reason: {untrusted}"
+    stale = set(TRUSTED_UNPICKLING) - set(found)
+    assert not stale, f"documented unpickling that no longer exists: {stale}"
 
 
 # ---- no vendor telemetry -----------------------------------------------------------------------------
