@@ -37,16 +37,19 @@ test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 # Benchmarks: bench/results/*.json, PNG plots and bench/results/SUMMARY.md.
-# `bench` takes about 12 minutes on 2 cores; `bench-full` runs everything (many hours).
+# `bench` takes about 45 minutes on 2 cores (the search suite about 30); `bench-full` runs
+# everything (many hours).
 bench: setup
 	$(PY) bench/search_overhead.py --quick
 	$(PY) bench/latency.py --quick
+	$(PY) bench/suite.py
 	$(PY) bench/reproduce.py --quick
 	$(PY) bench/faults.py
 
 bench-full: setup
 	$(PY) bench/search_overhead.py
 	$(PY) bench/latency.py
+	$(PY) bench/suite.py
 	$(PY) bench/reproduce.py --full
 	$(PY) bench/faults.py --full
 

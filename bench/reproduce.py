@@ -777,8 +777,14 @@ def summary_markdown(result: dict[str, Any], out: Path) -> str:
             lines.append("")
         lines += [f"![ablations]({ab['plot']})", ""]
 
-    lines += overhead_section(out) + latency_section(out)
+    lines += suite_section(out) + overhead_section(out) + latency_section(out)
     return "\n".join(lines) + "\n"
+
+
+def suite_section(out: Path) -> list[str]:
+    """The search benchmark suite's table (bench/suite.py writes suite.md beside this file)."""
+    path = out / "suite.md"
+    return ["", *path.read_text().splitlines()] if path.is_file() else []
 
 
 def overhead_section(out: Path) -> list[str]:

@@ -28,7 +28,6 @@ REFERENCE = 1.1          # of the measured front's box, as for the hypervolume
 MAX_CANDIDATES = 500     # scored by EHVI; the rest are ranked out before
 SAMPLES_2D = 16          # Monte-Carlo draws per candidate (2 objectives: exact HVI per draw)
 SAMPLES_ND, BOX_POINTS = 4, 2048   # 3+ objectives: HVI itself is a Monte-Carlo volume
-UNCERTAINTY_SCALE = 1.0
 
 
 def select(name: str, mean: np.ndarray, std: np.ndarray, measured: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -100,7 +99,7 @@ def ehvi_selection(mean, std, measured, n, seed, max_candidates: int = MAX_CANDI
     # normalize by the measured values' box: improvements are judged where we stand
     lo, hi = measured.min(axis=0), measured.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
-    M, S = (mean - lo) / span, UNCERTAINTY_SCALE * std / span
+    M, S = (mean - lo) / span, std / span
 
     # the most promising candidates by their optimistic value (mean - std)
     pool = rank_and_crowding(M - S)[:max_candidates]
