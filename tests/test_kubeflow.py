@@ -26,10 +26,10 @@ CLUSTER_CONFIG = {
         {"name": "cpu-pool", "backend": "onnxruntime", "threads": 1,
          "node_selector": {"linas.io/pool": "cpu"},
          "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "latency", "effect": "NoSchedule"}],
-         "resources": {"cpu_request": "2", "cpu_limit": "2", "memory_request": "2Gi", "memory_limit": "4Gi"}},
+         "resources": {"cpu_request": "2", "cpu_limit": "2", "memory_request": "4Gi", "memory_limit": "4Gi"}},
         {"name": "cpu-batch", "backend": "onnxruntime", "threads": 4, "batch_size": 64,
          "node_selector": {"linas.io/pool": "cpu-large"},
-         "resources": {"cpu_request": "4", "memory_request": "4Gi"}},
+         "resources": {"cpu_request": "4", "cpu_limit": "4", "memory_request": "4Gi", "memory_limit": "4Gi"}},
     ],
     "cluster": {
         "accuracy": {"node_selector": {"linas.io/pool": "gpu"}, "shards": 3,
@@ -73,7 +73,7 @@ def test_latency_tasks_carry_their_target_placement(compiled):
     resources = spec["deploymentSpec"]["executors"][_executor_of(spec, by_display["iter 0: latency on cpu-pool"])][
         "container"]["resources"]
     assert resources["cpuRequest"] == 2 and resources["cpuLimit"] == 2
-    assert resources["memoryRequest"] == pytest.approx(2 * 1.073741824) and resources["memoryLimit"] == pytest.approx(4 * 1.073741824)
+    assert resources["memoryRequest"] == resources["memoryLimit"] == pytest.approx(4 * 1.073741824)
 
 
 def test_accuracy_is_sharded_on_gpu_nodes(compiled):
@@ -156,16 +156,6 @@ def test_run_parameters_are_exposed_and_applied():
     assert resolved.search.iterations == 2 and resolved.search.early_stop.threshold == 0.01
     with pytest.raises(ValueError, match="exceeds the 3 iterations"):
         resolve_config(config.to_json(), 3, 7, 5, 12, 500, 0.0, 1)
-
-
-def test_twenty_iterations_and_three_targets_compile_under_512_kib(tmp_path):
-    config = config_from_dict({
-        "search": {"population": 25, "evaluations": 500},
-        "targets": [{"name": f"t{i}", "threads": i + 1} for i in range(3)],
-    })
-    path = compile_pipeline(config, str(tmp_path / "big.yaml"))
-    assert config.search.iterations == 20
-    assert (tmp_path / "big.yaml").stat().st_size < 512 * 1024, path
 
 
 # ---- submission and schedules -------------------------------------------------
