@@ -111,7 +111,11 @@ def report(store_uri: str, config_json: str, compiled_iterations: int, seed: int
            html: Output[HTML], summary: Output[Markdown], metrics: Output[Metrics]):
     from linas_lib import stages
 
-    config_json = stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
-                                        inner_evaluations, early_stop_threshold, early_stop_window)
+    try:
+        config_json = stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
+                                            inner_evaluations, early_stop_threshold, early_stop_window)
+    except ValueError as exc:  # the run failed in "apply run parameters": say why, do not retry
+        stages.report_refused(str(exc), html.path, summary.path)
+        return
     for name, value in stages.report(config_json, store_uri, None, html.path, summary.path).items():
         metrics.log_metric(name, value)

@@ -56,24 +56,47 @@ def resolve_config(
 ) -> str:
     """Apply a run's parameters (set in the Kubeflow UI) to the compiled config, validated.
 
-    Iterations beyond the compiled maximum do not exist in the graph, so asking for
-    more is an error rather than a silent cap.
+    The graph has `compiled_iterations` iterations, so a parameter that needs more is
+    refused, never silently capped: `max_iterations` is 1..compiled, and the evaluation
+    budget is kept when `population` changes (iterations = budget / population), so a
+    population too small to spend the budget in the compiled iterations is refused.
     """
     config = _config(config_json)
-    if max_iterations > compiled_iterations:
+    if not 1 <= max_iterations <= compiled_iterations:
         raise ValueError(
-            f"max_iterations ({max_iterations}) exceeds the {compiled_iterations} iterations this pipeline "
-            "was compiled with; recompile with a larger search.evaluations"
+            f"max_iterations: must be 1..{compiled_iterations} (the iterations this pipeline was compiled with), "
+            f"got {max_iterations}; recompile with a larger search.evaluations for more"
         )
     resolved = config.with_overrides(**{
         "seed": seed,
         "search.population": population,
         "search.inner.evaluations": inner_evaluations,
-        "search.max_iterations": min(max_iterations or compiled_iterations, compiled_iterations),
+        "search.max_iterations": None,
         "search.early_stop.threshold": early_stop_threshold,
         "search.early_stop.window": early_stop_window,
     })
-    return resolved.to_json()
+    needed = resolved.search.iterations
+    if needed > compiled_iterations:
+        start = max(population + 1, -(-resolved.search.evaluations // compiled_iterations))
+        smallest = next(p for p in range(start, resolved.search.evaluations + 1)
+                        if resolved.with_overrides(**{"search.population": p}).search.iterations <= compiled_iterations)
+        raise ValueError(
+            f"population: {population} needs {needed} iterations to spend the budget of "
+            f"{resolved.search.evaluations} evaluations, and this pipeline has {compiled_iterations}; "
+            f"use population >= {smallest}, or recompile with this population"
+        )
+    return resolved.with_overrides(**{"search.max_iterations": max_iterations}).to_json()
+
+
+def report_refused(reason: str, html_path: str, markdown_path: str) -> None:
+    """The exit task's report when the run's parameters were refused: the reason, in
+    the run view, at once (re-raising would only repeat it after every retry)."""
+    import html
+
+    for path, text in ((markdown_path, f"# Run parameters refused\n\n{reason}\n"),
+                       (html_path, f"<h1>Run parameters refused</h1><p>{html.escape(reason)}</p>")):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
 
 
 def sample(config_json: str, store_uri: str, population_path: str) -> int:

@@ -97,7 +97,8 @@ def _common(task, config: LinasConfig, name: str, kind: str, cache: bool, uses_s
     task.set_display_name(name)
     task.set_caching_options(cache)  # pure steps cache; measuring steps never do
     cluster = config.cluster
-    task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
+    if kind != "resolve":  # validating run parameters is deterministic: a retry only delays the message
+        task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
     # The KFP backend adds seccomp RuntimeDefault, no privilege escalation and drops all
     # capabilities; runAsNonRoot it leaves to the pipeline (user images may be root).
     kubernetes.set_security_context(task, run_as_user=cluster.run_as_user, run_as_group=cluster.run_as_group,
