@@ -22,6 +22,9 @@ from linas_lib.config import LinasConfig, Placement, Resources, TargetConfig
 
 # The label MinIO's NetworkPolicy admits (manifests/base/networkpolicy.yaml).
 STORE_CLIENT_LABEL = ("linas.io/store-client", "true")
+# The run's id, resolved by KFP (and kfp.local) per run: the holder of the store's
+# one-writer lease (linas_lib.lease).
+RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
 
 def _image(config: LinasConfig, role: str) -> str:
@@ -157,7 +160,7 @@ def _iteration(config: LinasConfig, it: int, config_json, resolved, checkpoint, 
     previous = {"history": history} if history is not None else {}
     return _common(stages.train_predictors(
         config_json=resolved, store_uri=store_uri, population=population,
-        accuracy=accuracy, **previous, **latencies,
+        accuracy=accuracy, run_id=RUN_ID, **previous, **latencies,
     ), config, f"iter {it}: record and train predictors", "train", cache=True, uses_store=True)
 
 
@@ -211,13 +214,15 @@ def build_pipeline(config: LinasConfig):
         )
         # The report is the exit task: it runs after the last iteration that ran, early
         # stop or failure alike, and reads the run's measurements from the store.
-        report = _common(stages.report(store_uri=store_uri, **run_parameters), config, "report", "report",
-                         cache=False, uses_store=True)
+        report = _common(stages.report(store_uri=store_uri, run_id=RUN_ID, **run_parameters), config, "report",
+                         "report", cache=False, uses_store=True)
         with dsl.ExitHandler(report, name="linas-iterations"):
             resolved = _common(stages.resolve_config(**run_parameters), config, "apply run parameters",
                                "resolve", cache=True).output
             # never cached: a recurring run's population depends on the store's previous run
-            sampled = _common(stages.sample(config_json=resolved, store_uri=store_uri), config,
+            sampled = _common(stages.sample(config_json=resolved, store_uri=store_uri,
+                                            run_id=RUN_ID,
+                                            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), config,
                               "sample initial population", "sample", cache=False, uses_store=True)
             _iterations(config, config_json, resolved, checkpoint, store_uri, sampled.outputs["population"])
 

@@ -183,8 +183,11 @@ def schedule_run(
     arguments: dict[str, Any] | None = None, job_name: str | None = None, namespace: str | None = None,
 ) -> Submitted:
     validate_cron(cron)
-    if max_concurrency < 1:
-        raise SubmitError(f"--max-concurrency must be at least 1, got {max_concurrency}")
+    if max_concurrency != 1:
+        # every run of a schedule writes the same store_uri, and a store has one writer
+        # (linas_lib.lease): with 1, KFP starts no new run while one is active
+        raise SubmitError(f"--max-concurrency {max_concurrency}: must be 1; the runs of a schedule share "
+                          "store_uri and a store has one writer at a time")
     namespace = namespace or config.cluster.namespace
     with tempfile.TemporaryDirectory() as folder:
         package = _package(config, folder)

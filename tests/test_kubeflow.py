@@ -212,6 +212,11 @@ def test_submit_refuses_bad_parameters_before_sending_anything(arguments, messag
     assert not fake.requests  # refused before the endpoint was even asked
 
 
+def test_schedule_refuses_concurrent_runs_on_one_store():
+    with pytest.raises(SubmitError, match="--max-concurrency 2: must be 1; the runs of a schedule share store_uri"):
+        schedule_run(config_from_dict(CLUSTER_CONFIG), "http://127.0.0.1:9", cron="0 0 3 * * 1", max_concurrency=2)
+
+
 def test_schedule_refuses_bad_parameters_too():
     with kfp_server() as (fake, host):
         with pytest.raises(SubmitError, match="max_iterations: must be 1..3"):
