@@ -170,3 +170,15 @@ def test_compile_fails_above_the_package_limit(tmp_path):
     with pytest.raises(PackageTooLarge, match=r"KiB, above cluster.max_package_kib \(64\)"):
         compile_pipeline(config, str(tmp_path / "p.yaml"))
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_s3_secure_reaches_every_store_task(tmp_path):
+    config = load_config(MULTI).with_overrides(**{"cluster.s3_secure": True})
+    path = tmp_path / "tls.yaml"
+    compile_pipeline(config, str(path))
+    spec, platform = _load(path)
+    executors = spec["deploymentSpec"]["executors"]
+    for display, label in _leaf_tasks(spec):
+        env = {e["name"]: e["value"] for e in executors[label]["container"].get("env", [])}
+        if "secretAsEnv" in platform[label]:
+            assert env["LINAS_S3_SECURE"] == "true", display
