@@ -255,8 +255,6 @@ def report(
 
     Without `measurements_path` the run's own measurement table in the store is used.
     """
-    from linas_lib.report import write_reports
-
     config = _config(config_json)
     run = RunStore(store_uri)
     if not run_id:
@@ -273,6 +271,8 @@ def report(
 
 
 def _report(config, run, measurements_path, html_path, markdown_path) -> dict[str, float]:
+    from linas_lib.report import write_reports
+
     frame = pd.read_parquet(measurements_path) if measurements_path else run.load_measurements()
     if frame.empty:
         raise ValueError(f"{run.uri} holds no measurements: the search failed before its first iteration was recorded")
