@@ -90,6 +90,9 @@ def prune_unused_inputs(spec: dict) -> None:
 def compact(spec: dict, platform: dict | None) -> None:
     """Merge identical executors and components of `spec` (and `platform`) in place."""
     prune_unused_inputs(spec)
+    for task in _tasks(spec):
+        if task.get("cachingOptions") == {}:  # the proto default (no caching), written out per task
+            del task["cachingOptions"]
     executors = spec["deploymentSpec"]["executors"]
     k8s = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
     by_executor = _merge(executors, lambda n: _key([executors[n], k8s.get(n)]))
@@ -112,3 +115,9 @@ def compact(spec: dict, platform: dict | None) -> None:
         for task in _tasks(spec):
             ref = task["componentRef"]
             ref["name"] = rename.get(ref["name"], ref["name"])
+
+
+def abbreviate_header(header: str, limit: int = 200) -> str:
+    """KFP's comment header repeats every input's default, the whole config JSON
+    included; the spec holds it once, the comment needs only its start."""
+    return "".join(line if len(line) <= limit else line[:limit] + "...']\n" for line in header.splitlines(keepends=True))

@@ -244,12 +244,12 @@ def compile_pipeline(config: LinasConfig, package_path: str) -> str:
     1-1.5 MiB, and a run that fails at submission is worse than a compile that fails."""
     from kfp import compiler
 
-    from pipelines.compact import compact
+    from pipelines.compact import abbreviate_header, compact
 
     path = Path(package_path)
     compiler.Compiler().compile(build_pipeline(config), str(path))
     text = path.read_text()
-    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    header = abbreviate_header("".join(line for line in text.splitlines(keepends=True) if line.startswith("#")))
     documents = [d for d in yaml.load_all(text, Loader=_SAFE_LOADER) if d]
     compact(documents[0], documents[1] if len(documents) > 1 else None)
     with path.open("w") as out:
