@@ -34,12 +34,13 @@ def resolve_config(config_json: str, compiled_iterations: int, seed: int, max_it
                                  inner_evaluations, early_stop_threshold, early_stop_window)
 
 
-# Draw the initial population (seeded), or start from the previous run's front.
+# Take the store's one-writer lease; draw the initial population (seeded), or start
+# from the previous run's front.
 @component
-def sample(config_json: str, store_uri: str, population: Output[Dataset]):
+def sample(config_json: str, store_uri: str, run_id: str, run_name: str, population: Output[Dataset]):
     from linas_lib import stages
 
-    population.metadata["size"] = stages.sample(config_json, store_uri, population.path)
+    population.metadata["size"] = stages.sample(config_json, store_uri, population.path, run_id, run_name)
 
 
 # Quality metric, MACs and parameters of one shard of the population.
@@ -75,6 +76,7 @@ def measure_latency(config_json: str, checkpoint: str, store_uri: str, target: s
 def train_predictors(
     config_json: str,
     store_uri: str,
+    run_id: str,
     population: Input[Dataset],
     accuracy: Input[Dataset],
     latency_0: Input[Dataset],
@@ -90,7 +92,7 @@ def train_predictors(
     latency_paths = [a.path for a in (latency_0, latency_1, latency_2, latency_3) if a is not None]
     return stages.train_predictors(
         config_json, store_uri, population.path, accuracy.path, latency_paths,
-        history.path if history is not None else None, measurements.path, predictors.path,
+        history.path if history is not None else None, measurements.path, predictors.path, run_id,
     )
 
 
@@ -106,12 +108,16 @@ def run_moea(config_json: str, iteration: int, measurements: Input[Dataset], pre
 # Pareto fronts, hypervolume curve and predictor quality for the Kubeflow UI. It is
 # the exit task, so it takes the raw run parameters and reads the run's store.
 @component
-def report(store_uri: str, config_json: str, compiled_iterations: int, seed: int, max_iterations: int,
+def report(store_uri: str, run_id: str, config_json: str, compiled_iterations: int, seed: int, max_iterations: int,
            population: int, inner_evaluations: int, early_stop_threshold: float, early_stop_window: int,
            html: Output[HTML], summary: Output[Markdown], metrics: Output[Metrics]):
     from linas_lib import stages
 
-    config_json = stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
-                                        inner_evaluations, early_stop_threshold, early_stop_window)
-    for name, value in stages.report(config_json, store_uri, None, html.path, summary.path).items():
+    try:
+        config_json = stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
+                                            inner_evaluations, early_stop_threshold, early_stop_window)
+    except ValueError as exc:  # the run failed in "apply run parameters": say why, do not retry
+        stages.report_refused(str(exc), html.path, summary.path)
+        return
+    for name, value in stages.report(config_json, store_uri, None, html.path, summary.path, run_id).items():
         metrics.log_metric(name, value)

@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", type=Path)
         p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
         p.add_argument("--experiment", help="experiment name (created when missing; default: the config's name)")
-        p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
+        p.add_argument("--namespace", help="namespace where the run executes: the Kubeflow profile namespace in "
+                                           "multi-user installs (default: cluster.namespace, else KFP's)")
         p.add_argument("--store", help="store_uri run parameter, e.g. s3://linas/runs/nightly")
         p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a pipeline run parameter")
         p.add_argument("--kubeconfig", help="kubeconfig for the preflight (default: in-cluster or ~/.kube/config)")

@@ -280,8 +280,61 @@ class AccuracyPlacement(Placement):
     resources: Resources = Field(default_factory=lambda: Resources(gpu=1))
 
 
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+def _default(cpu_request: str, cpu_limit: str, memory_request: str, memory_limit: str) -> Any:
+    return Field(default_factory=lambda: Resources(cpu_request=cpu_request, cpu_limit=cpu_limit,
+                                                   memory_request=memory_request, memory_limit=memory_limit))
+
+
+class StageResources(_Strict):
+    """Requests and limits of the tasks that have no placement of their own: a namespace
+    with a ResourceQuota (Kubeflow profiles often have one) rejects pods without them.
+    `accuracy` fills what `cluster.accuracy.resources` leaves unset; latency pods take
+    each target's `resources` (Guaranteed QoS, checked when compiling)."""
+
+    accuracy: Resources = _default("2", "4", "4Gi", "8Gi")
+    resolve: Resources = _default("100m", "1", "256Mi", "512Mi")
+    sample: Resources = _default("500m", "2", "1Gi", "2Gi")
+    gather: Resources = _default("100m", "1", "256Mi", "512Mi")
+    train: Resources = _default("1", "2", "2Gi", "4Gi")
+    moea: Resources = _default("1", "2", "2Gi", "4Gi")
+    report: Resources = _default("500m", "2", "1Gi", "2Gi")
+
+
+class TaskTimeouts(_Strict):
+    """Seconds one pod of each task kind may run (activeDeadlineSeconds; a retry is a new pod)."""
+
+    resolve: int = Field(300, ge=30, le=604_800)
+    sample: int = Field(1800, ge=30, le=604_800)
+    accuracy: int = Field(14_400, ge=30, le=604_800)
+    gather: int = Field(300, ge=30, le=604_800)
+    latency: int = Field(14_400, ge=30, le=604_800)
+    train: int = Field(3600, ge=30, le=604_800)
+    moea: int = Field(3600, ge=30, le=604_800)
+    report: int = Field(1800, ge=30, le=604_800)
+
+
 class ClusterConfig(_Strict):
     """Kubernetes-side settings of the compiled pipeline (ignored by kfp.local)."""
+
+    namespace: str | None = Field(
+        None, pattern=_DNS_LABEL,
+        description="namespace where runs execute (a Kubeflow profile namespace multi-user); null: KFP's default",
+    )
+    service_account: str | None = Field(
+        "linas-pipeline-runner", pattern=_DNS_LABEL,
+        description="service account of every run's pods (manifests/runner); null: KFP's default runner",
+    )
+    run_as_user: int = Field(10001, ge=1, description="UID of every task's container (the images' user)")
+    run_as_group: int = Field(10001, ge=1)
+    tmp_size_limit: str = Field("4Gi", pattern=_QUANTITY, description="size of the writable emptyDir at /tmp")
+    resources: StageResources = Field(default_factory=StageResources)
+    timeouts: TaskTimeouts = Field(default_factory=TaskTimeouts)
+    max_package_kib: int = Field(
+        1024, ge=64, le=16_384, description="compile fails above this package size (Argo/etcd refuse ~1-1.5 MiB)"
+    )
 
     accuracy: AccuracyPlacement = Field(default_factory=AccuracyPlacement)
     store_secret: str | None = Field(

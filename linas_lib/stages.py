@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from linas_lib import lease
 from linas_lib.config import LinasConfig, config_from_json
 from linas_lib.measurements import check_iteration_measured, combine, concat
 from linas_lib.runs import RunStore, population_doc, predictions_by_id
@@ -56,27 +57,51 @@ def resolve_config(
 ) -> str:
     """Apply a run's parameters (set in the Kubeflow UI) to the compiled config, validated.
 
-    Iterations beyond the compiled maximum do not exist in the graph, so asking for
-    more is an error rather than a silent cap.
+    The graph has `compiled_iterations` iterations, so a parameter that needs more is
+    refused, never silently capped: `max_iterations` is 1..compiled, and the evaluation
+    budget is kept when `population` changes (iterations = budget / population), so a
+    population too small to spend the budget in the compiled iterations is refused.
     """
     config = _config(config_json)
-    if max_iterations > compiled_iterations:
+    if not 1 <= max_iterations <= compiled_iterations:
         raise ValueError(
-            f"max_iterations ({max_iterations}) exceeds the {compiled_iterations} iterations this pipeline "
-            "was compiled with; recompile with a larger search.evaluations"
+            f"max_iterations: must be 1..{compiled_iterations} (the iterations this pipeline was compiled with), "
+            f"got {max_iterations}; recompile with a larger search.evaluations for more"
         )
     resolved = config.with_overrides(**{
         "seed": seed,
         "search.population": population or "auto",
         "search.inner.evaluations": inner_evaluations,
-        "search.max_iterations": min(max_iterations or compiled_iterations, compiled_iterations),
+        "search.max_iterations": None,
         "search.early_stop.threshold": early_stop_threshold,
         "search.early_stop.window": early_stop_window,
     })
-    return resolved.to_json()
+    needed = resolved.search.iterations
+    if needed > compiled_iterations:
+        start = max(population + 1, -(-resolved.search.evaluations // compiled_iterations))
+        smallest = next(p for p in range(start, resolved.search.evaluations + 1)
+                        if resolved.with_overrides(**{"search.population": p}).search.iterations <= compiled_iterations)
+        raise ValueError(
+            f"population: {population} needs {needed} iterations to spend the budget of "
+            f"{resolved.search.evaluations} evaluations, and this pipeline has {compiled_iterations}; "
+            f"use population >= {smallest}, or recompile with this population"
+        )
+    return resolved.with_overrides(**{"search.max_iterations": max_iterations}).to_json()
 
 
-def sample(config_json: str, store_uri: str, population_path: str) -> int:
+def report_refused(reason: str, html_path: str, markdown_path: str) -> None:
+    """The exit task's report when the run was refused (its parameters, or another run
+    holds the store): the reason, in the run view, at once (re-raising would only
+    repeat it after every retry)."""
+    import html
+
+    for path, text in ((markdown_path, f"# Run refused\n\n{reason}\n"),
+                       (html_path, f"<h1>Run refused</h1><p>{html.escape(reason)}</p>")):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+
+
+def sample(config_json: str, store_uri: str, population_path: str, run_id: str = "", run_name: str = "") -> int:
     """The initial population: uniform (seeded), or for a recurring run the previous
     run's measured fronts topped up at random. A finished run at `store_uri` is archived
     first; the fronts travel in the population so each latency task can check drift."""
@@ -85,6 +110,8 @@ def sample(config_json: str, store_uri: str, population_path: str) -> int:
     config = _config(config_json)
     space = _space(config)
     run = RunStore(store_uri)
+    if run_id:  # a pipeline run: take the location before start_fresh deletes anything
+        lease.acquire(run.store, run_id, lease.lease_ttl_s(config), holder_name=run_name)
     run.start_fresh(config)
     previous = run.load_previous() if config.recurring.warm_start else None
     fronts = recurring.previous_fronts(config, previous[1]) if previous else {}
@@ -174,6 +201,7 @@ def train_predictors(
     history_path: str | None,
     measurements_path: str,
     predictors_path: str,
+    run_id: str = "",
 ) -> bool:
     """Record this iteration's measurements, fit one predictor per objective, and
     say whether the search goes on (budget left and no early stop)."""
@@ -190,6 +218,8 @@ def train_predictors(
     Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(measurements_path, index=False)
     run = RunStore(store_uri)
+    if run_id:  # still ours? (a run whose lease expired must not overwrite the one that took over)
+        lease.renew(run.store, run_id, lease.lease_ttl_s(config))
     run.save_config(config)
     run.save_population(doc)
     run.save_measurements(frame)  # failed rows and their reasons are kept before anything can raise
@@ -218,16 +248,31 @@ def run_moea(config_json: str, iteration: int, measurements_path: str, predictor
 
 
 def report(
-    config_json: str, store_uri: str, measurements_path: str | None, html_path: str, markdown_path: str
+    config_json: str, store_uri: str, measurements_path: str | None, html_path: str, markdown_path: str,
+    run_id: str = "",
 ) -> dict[str, float]:
     """Write the reports into the store and as artifacts; return the run's metrics.
 
     Without `measurements_path` the run's own measurement table in the store is used.
     """
-    from linas_lib.report import write_reports
-
     config = _config(config_json)
     run = RunStore(store_uri)
+    if not run_id:
+        return _report(config, run, measurements_path, html_path, markdown_path)
+    try:  # the exit task: the lease ends with the run, whatever happened to it
+        lease.renew(run.store, run_id, lease.lease_ttl_s(config))
+    except lease.LeaseHeld as exc:  # this run never held the location: report why, touch nothing
+        report_refused(str(exc), html_path, markdown_path)
+        return {}
+    try:
+        return _report(config, run, measurements_path, html_path, markdown_path)
+    finally:
+        lease.release(run.store, run_id)
+
+
+def _report(config, run, measurements_path, html_path, markdown_path) -> dict[str, float]:
+    from linas_lib.report import write_reports
+
     frame = pd.read_parquet(measurements_path) if measurements_path else run.load_measurements()
     if frame.empty:
         raise ValueError(f"{run.uri} holds no measurements: the search failed before its first iteration was recorded")

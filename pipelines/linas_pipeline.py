@@ -10,23 +10,72 @@ Per iteration: accuracy on GPU nodes, sharded over parallel pods; latency with o
 task per hardware target, each pinned to its node pool; predictor training; the
 MOEA. Kubernetes placement comes from `kfp-kubernetes` and is ignored by kfp.local.
 """
+import contextlib
+from pathlib import Path
+
+import yaml
 from kfp import dsl, kubernetes
 
 from components import stages
 from components.images import image
-from linas_lib.config import LinasConfig, Placement
+from linas_lib.config import LinasConfig, Placement, Resources, TargetConfig
+
+# The label MinIO's NetworkPolicy admits (manifests/base/networkpolicy.yaml).
+STORE_CLIENT_LABEL = ("linas.io/store-client", "true")
+# The run's id, resolved by KFP (and kfp.local) per run: the holder of the store's
+# one-writer lease (linas_lib.lease).
+RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
 
 def _image(config: LinasConfig, role: str) -> str:
     return config.cluster.images.get(role) or image(role)
 
 
-def _place(task, placement: Placement):
-    for key, value in placement.node_selector.items():
-        kubernetes.add_node_selector(task, label_key=key, label_value=value)
-    for t in placement.tolerations:
-        kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
-    r = placement.resources
+def _quantity(value: str):
+    from kubernetes.utils.quantity import parse_quantity
+
+    return parse_quantity(value)
+
+
+def _filled(given: Resources, default: Resources) -> Resources:
+    """Every request and limit set: the given ones, the rest from `default` (a limit
+    never below its request)."""
+    values = {}
+    for kind in ("cpu", "memory"):
+        request = getattr(given, f"{kind}_request") or getattr(default, f"{kind}_request")
+        limit = getattr(given, f"{kind}_limit") or getattr(default, f"{kind}_limit")
+        if _quantity(limit) < _quantity(request):
+            limit = request
+        values.update({f"{kind}_request": request, f"{kind}_limit": limit})
+    return given.model_copy(update=values)
+
+
+def latency_resources(target: TargetConfig, index: int) -> Resources:
+    """A latency pod is Guaranteed QoS with whole CPUs, so the kubelet's static CPU
+    manager gives it exclusive cores: on a shared, throttled core a latency is noise.
+    A target without resources gets `threads` CPUs and 2Gi; one with resources must
+    already be Guaranteed, or compiling fails naming the fields."""
+    r = target.resources
+    if not any((r.cpu_request, r.cpu_limit, r.memory_request, r.memory_limit)):
+        cpus = str(target.threads)
+        return r.model_copy(update=dict(cpu_request=cpus, cpu_limit=cpus, memory_request="2Gi", memory_limit="2Gi"))
+    where = f"targets[{index}] ({target.name}).resources"
+    problems = []
+    if not (r.cpu_request and r.cpu_limit and _quantity(r.cpu_request) == _quantity(r.cpu_limit)):
+        problems.append(f"cpu_request and cpu_limit must be set and equal (got {r.cpu_request!r}, {r.cpu_limit!r})")
+    elif _quantity(r.cpu_limit) % 1 != 0:
+        problems.append(f"cpu_limit must be a whole number of CPUs (got {r.cpu_limit!r})")
+    elif _quantity(r.cpu_limit) < target.threads:
+        problems.append(f"cpu_limit ({r.cpu_limit}) is below threads ({target.threads}): the threads would share cores")
+    if not (r.memory_request and r.memory_limit and _quantity(r.memory_request) == _quantity(r.memory_limit)):
+        problems.append(f"memory_request and memory_limit must be set and equal "
+                        f"(got {r.memory_request!r}, {r.memory_limit!r})")
+    if problems:
+        raise ValueError(f"{where}: a latency pod must be Guaranteed QoS with whole CPUs; " + "; ".join(problems))
+    return r
+
+
+def _resources(task, r: Resources):
     for setter, value in ((task.set_cpu_request, r.cpu_request), (task.set_cpu_limit, r.cpu_limit),
                           (task.set_memory_request, r.memory_request), (task.set_memory_limit, r.memory_limit)):
         if value:
@@ -37,11 +86,31 @@ def _place(task, placement: Placement):
     return task
 
 
-def _common(task, config: LinasConfig, name: str, cache: bool, uses_store: bool = False):
+def _place(task, placement: Placement, resources: Resources):
+    for key, value in placement.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for t in placement.tolerations:
+        kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    return _resources(task, resources)
+
+
+def _common(task, config: LinasConfig, name: str, kind: str, cache: bool, uses_store: bool = False):
+    """What every task gets: name, caching, retries, Pod Security `restricted`
+    settings, a writable /tmp, a pod time-out, and the store's keys where it uses it."""
     task.set_display_name(name)
     task.set_caching_options(cache)  # pure steps cache; measuring steps never do
     cluster = config.cluster
-    task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
+    if kind != "resolve":  # validating run parameters is deterministic: a retry only delays the message
+        task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
+    # The KFP backend adds seccomp RuntimeDefault, no privilege escalation and drops all
+    # capabilities; runAsNonRoot it leaves to the pipeline (user images may be root).
+    kubernetes.set_security_context(task, run_as_user=cluster.run_as_user, run_as_group=cluster.run_as_group,
+                                    run_as_non_root=True)
+    # the executor, LINAS_CACHE and temporary exports write under /tmp
+    kubernetes.empty_dir_mount(task, volume_name="tmp", mount_path="/tmp", size_limit=cluster.tmp_size_limit)
+    kubernetes.set_timeout(task, getattr(cluster.timeouts, kind))
+    if kind not in ("accuracy", "latency"):  # the tasks without a placement of their own
+        _resources(task, getattr(cluster.resources, kind))
     if uses_store:
         if cluster.store_secret:
             kubernetes.use_secret_as_env(task, secret_name=cluster.store_secret, secret_key_to_env={
@@ -52,6 +121,7 @@ def _common(task, config: LinasConfig, name: str, cache: bool, uses_store: bool 
         if cluster.s3_endpoint:
             task.set_env_variable("LINAS_S3_ENDPOINT", cluster.s3_endpoint)
             task.set_env_variable("LINAS_S3_SECURE", str(cluster.s3_secure).lower())
+        kubernetes.add_pod_label(task, *STORE_CLIENT_LABEL)
     return task
 
 
@@ -68,41 +138,52 @@ def _accuracy(config: LinasConfig, it: int, config_json, checkpoint, store_uri, 
     def task(shard):
         t = stages.evaluate_accuracy(config_json=config_json, checkpoint=checkpoint, store_uri=store_uri,
                                      shard=shard, shards=shards, population=population)
-        _common(t, config, f"iter {it}: evaluate accuracy", cache=False, uses_store=True)
-        return _place(t, placement).set_container_image(_image(config, "cuda" if placement.resources.gpu else "base"))
+        _common(t, config, f"iter {it}: evaluate accuracy", "accuracy", cache=False, uses_store=True)
+        _place(t, placement, _filled(placement.resources, config.cluster.resources.accuracy))
+        return t.set_container_image(_image(config, "cuda" if placement.resources.gpu else "base"))
 
     if shards == 1:  # no loop: keeps the unrolled graph small
         return task(0).outputs["accuracy"]
     with dsl.ParallelFor(items=list(range(shards)), parallelism=shards, name=f"accuracy-shards-{it}") as shard:
         sharded = task(shard)
     gathered = stages.gather_accuracy(shards=dsl.Collected(sharded.outputs["accuracy"]))
-    return _common(gathered, config, f"iter {it}: gather accuracy shards", cache=True).outputs["accuracy"]
+    return _common(gathered, config, f"iter {it}: gather accuracy shards", "gather", cache=True).outputs["accuracy"]
 
 
-def _iteration(config: LinasConfig, it: int, config_json, resolved, checkpoint, store_uri, population, history) -> None:
-    """Add iteration `it` to the graph; the next one nests inside `dsl.If(go on)`."""
+def _iteration(config: LinasConfig, it: int, config_json, resolved, checkpoint, store_uri, population, history):
+    """Add iteration `it` to the graph; returns its train task."""
     accuracy = _accuracy(config, it, config_json, checkpoint, store_uri, population)
     latencies = {}
     for i, target in enumerate(config.latency_targets):
         task = stages.measure_latency(config_json=resolved, checkpoint=checkpoint, store_uri=store_uri,
                                       target=target.name, population=population)
-        _common(task, config, f"iter {it}: latency on {target.name}", cache=False, uses_store=True)
-        _place(task, target).set_container_image(_image(config, target.image_role))
+        _common(task, config, f"iter {it}: latency on {target.name}", "latency", cache=False, uses_store=True)
+        _place(task, target, latency_resources(target, i)).set_container_image(_image(config, target.image_role))
         latencies[f"latency_{i}"] = task.outputs["latency"]
     previous = {"history": history} if history is not None else {}
-    trained = _common(stages.train_predictors(
+    return _common(stages.train_predictors(
         config_json=resolved, store_uri=store_uri, population=population,
-        accuracy=accuracy, **previous, **latencies,
-    ), config, f"iter {it}: record and train predictors", cache=True, uses_store=True)
-    if it + 1 == config.search.iterations:
-        return
-    with dsl.If(trained.outputs["Output"] == True, name=f"continue-after-{it}"):  # noqa: E712
-        proposed = _common(stages.run_moea(
-            config_json=resolved, iteration=it + 1, measurements=trained.outputs["measurements"],
-            predictors=trained.outputs["predictors"],
-        ), config, f"iter {it + 1}: search predictors (MOEA)", cache=True)
-        _iteration(config, it + 1, config_json, resolved, checkpoint, store_uri, proposed.outputs["population"],
-                   trained.outputs["measurements"])
+        accuracy=accuracy, run_id=RUN_ID, **previous, **latencies,
+    ), config, f"iter {it}: record and train predictors", "train", cache=True, uses_store=True)
+
+
+def _iterations(config: LinasConfig, config_json, resolved, checkpoint, store_uri, population) -> None:
+    """Every iteration; each after the first nests inside `dsl.If(previous go on)`.
+
+    A loop over an ExitStack rather than recursion: kfp calls inspect.stack() in every
+    task setter, whose cost grows with the depth of the Python stack."""
+    history = None
+    with contextlib.ExitStack() as nested:
+        for it in range(config.search.iterations):
+            trained = _iteration(config, it, config_json, resolved, checkpoint, store_uri, population, history)
+            if it + 1 == config.search.iterations:
+                return
+            nested.enter_context(dsl.If(trained.outputs["Output"] == True, name=f"continue-after-{it}"))  # noqa: E712
+            population = _common(stages.run_moea(
+                config_json=resolved, iteration=it + 1, measurements=trained.outputs["measurements"],
+                predictors=trained.outputs["predictors"],
+            ), config, f"iter {it + 1}: search predictors (MOEA)", "moea", cache=True).outputs["population"]
+            history = trained.outputs["measurements"]
 
 
 def build_pipeline(config: LinasConfig):
@@ -111,6 +192,8 @@ def build_pipeline(config: LinasConfig):
                          "the pipeline runs the modes linas and oneshot")
     if len(config.targets) > stages.MAX_TARGETS:
         raise ValueError(f"targets: at most {stages.MAX_TARGETS} hardware targets per pipeline")
+    for i, target in enumerate(config.targets):  # refuse a non-Guaranteed latency pod before building
+        latency_resources(target, i)
     iterations = config.search.iterations
     search = config.search
 
@@ -134,21 +217,55 @@ def build_pipeline(config: LinasConfig):
         )
         # The report is the exit task: it runs after the last iteration that ran, early
         # stop or failure alike, and reads the run's measurements from the store.
-        report = _common(stages.report(store_uri=store_uri, **run_parameters), config, "report", cache=False,
-                         uses_store=True)
+        report = _common(stages.report(store_uri=store_uri, run_id=RUN_ID, **run_parameters), config, "report",
+                         "report", cache=False, uses_store=True)
         with dsl.ExitHandler(report, name="linas-iterations"):
             resolved = _common(stages.resolve_config(**run_parameters), config, "apply run parameters",
-                               cache=True).output
+                               "resolve", cache=True).output
             # never cached: a recurring run's population depends on the store's previous run
-            sampled = _common(stages.sample(config_json=resolved, store_uri=store_uri), config,
-                              "sample initial population", cache=False, uses_store=True)
-            _iteration(config, 0, config_json, resolved, checkpoint, store_uri, sampled.outputs["population"], None)
+            sampled = _common(stages.sample(config_json=resolved, store_uri=store_uri,
+                                            run_id=RUN_ID,
+                                            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), config,
+                              "sample initial population", "sample", cache=False, uses_store=True)
+            _iterations(config, config_json, resolved, checkpoint, store_uri, sampled.outputs["population"])
 
     return linas
 
 
+class PackageTooLarge(ValueError):
+    pass
+
+
+# libyaml when present: a 50-iteration package is megabytes of YAML to read and write
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def compile_pipeline(config: LinasConfig, package_path: str) -> str:
+    """Compile, merge identical component definitions (pipelines.compact), and refuse
+    a package above `cluster.max_package_kib`: Argo and etcd refuse a workflow around
+    1-1.5 MiB, and a run that fails at submission is worse than a compile that fails."""
     from kfp import compiler
 
-    compiler.Compiler().compile(build_pipeline(config), package_path)
+    from pipelines.compact import abbreviate_header, compact
+
+    path = Path(package_path)
+    compiler.Compiler().compile(build_pipeline(config), str(path))
+    text = path.read_text()
+    header = abbreviate_header("".join(line for line in text.splitlines(keepends=True) if line.startswith("#")))
+    documents = [d for d in yaml.load_all(text, Loader=_SAFE_LOADER) if d]
+    compact(documents[0], documents[1] if len(documents) > 1 else None)
+    with path.open("w") as out:
+        out.write(header)
+        # flow style for mappings and lists of scalars only: still YAML, a sixth smaller
+        yaml.dump_all(documents, out, Dumper=_SAFE_DUMPER, sort_keys=True, default_flow_style=None, width=120)
+    size, limit = path.stat().st_size, config.cluster.max_package_kib * 1024
+    if size > limit:
+        path.unlink()
+        raise PackageTooLarge(
+            f"the compiled pipeline is {size / 1024:.0f} KiB, above cluster.max_package_kib "
+            f"({config.cluster.max_package_kib}): {config.search.iterations} iterations x {len(config.targets)} "
+            "target(s) unrolled; use fewer iterations (a larger search.population or a smaller search.evaluations) "
+            "or raise cluster.max_package_kib if your Argo and etcd accept larger workflows"
+        )
     return package_path

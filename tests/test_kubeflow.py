@@ -17,7 +17,7 @@ from linas_lib.config import config_from_dict
 from linas_lib.stages import resolve_config
 from pipelines.cluster import PreflightError, check_placements, preflight
 from pipelines.linas_pipeline import compile_pipeline
-from pipelines.submit import SubmitError, schedule_run, submit_run
+from pipelines.submit import SubmitError, schedule_run, submit_run, validate_cron
 
 CLUSTER_CONFIG = {
     "name": "k8s",
@@ -26,10 +26,10 @@ CLUSTER_CONFIG = {
         {"name": "cpu-pool", "backend": "onnxruntime", "threads": 1,
          "node_selector": {"linas.io/pool": "cpu"},
          "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "latency", "effect": "NoSchedule"}],
-         "resources": {"cpu_request": "2", "cpu_limit": "2", "memory_request": "2Gi", "memory_limit": "4Gi"}},
+         "resources": {"cpu_request": "2", "cpu_limit": "2", "memory_request": "4Gi", "memory_limit": "4Gi"}},
         {"name": "cpu-batch", "backend": "onnxruntime", "threads": 4, "batch_size": 64,
          "node_selector": {"linas.io/pool": "cpu-large"},
-         "resources": {"cpu_request": "4", "memory_request": "4Gi"}},
+         "resources": {"cpu_request": "4", "cpu_limit": "4", "memory_request": "4Gi", "memory_limit": "4Gi"}},
     ],
     "cluster": {
         "accuracy": {"node_selector": {"linas.io/pool": "gpu"}, "shards": 3,
@@ -73,7 +73,7 @@ def test_latency_tasks_carry_their_target_placement(compiled):
     resources = spec["deploymentSpec"]["executors"][_executor_of(spec, by_display["iter 0: latency on cpu-pool"])][
         "container"]["resources"]
     assert resources["cpuRequest"] == 2 and resources["cpuLimit"] == 2
-    assert resources["memoryRequest"] == pytest.approx(2 * 1.073741824) and resources["memoryLimit"] == pytest.approx(4 * 1.073741824)
+    assert resources["memoryRequest"] == resources["memoryLimit"] == pytest.approx(4 * 1.073741824)
 
 
 def test_accuracy_is_sharded_on_gpu_nodes(compiled):
@@ -117,7 +117,10 @@ def test_retries_caching_and_display_names(compiled):
     runnable = [t for t in tasks.values() if "componentRef" in t and _executor_of(spec, t)]
     assert runnable
     for task in runnable:
-        assert task["retryPolicy"]["maxRetryCount"] == 3, task["taskInfo"]["name"]
+        if task["taskInfo"]["name"] == "apply run parameters":
+            assert "retryPolicy" not in task  # deterministic validation: retrying only delays the message
+        else:
+            assert task["retryPolicy"]["maxRetryCount"] == 3, task["taskInfo"]["name"]
         assert task["taskInfo"]["name"][0].isalpha()
         measuring = "latency" in task["taskInfo"]["name"] or "evaluate accuracy" in task["taskInfo"]["name"]
         cached = task.get("cachingOptions", {}).get("enableCache", False)
@@ -154,18 +157,15 @@ def test_run_parameters_are_exposed_and_applied():
     resolved = config_from_dict(json.loads(resolve_config(config.to_json(), 3, 7, 2, 12, 500, 0.01, 1)))
     assert resolved.seed == 7 and resolved.search.population == 12 and resolved.search.inner.evaluations == 500
     assert resolved.search.iterations == 2 and resolved.search.early_stop.threshold == 0.01
-    with pytest.raises(ValueError, match="exceeds the 3 iterations"):
+    with pytest.raises(ValueError, match=r"max_iterations: must be 1..3 \(the iterations this pipeline"):
         resolve_config(config.to_json(), 3, 7, 5, 12, 500, 0.0, 1)
-
-
-def test_twenty_iterations_and_three_targets_compile_under_512_kib(tmp_path):
-    config = config_from_dict({
-        "search": {"population": 25, "evaluations": 500},
-        "targets": [{"name": f"t{i}", "threads": i + 1} for i in range(3)],
-    })
-    path = compile_pipeline(config, str(tmp_path / "big.yaml"))
-    assert config.search.iterations == 20
-    assert (tmp_path / "big.yaml").stat().st_size < 512 * 1024, path
+    with pytest.raises(ValueError, match=r"max_iterations: must be 1..3"):
+        resolve_config(config.to_json(), 3, 7, 0, 12, 500, 0.0, 1)  # 0 is not "all"
+    # the budget is kept: population 5 needs 6 iterations for 30 evaluations, the graph has 3
+    with pytest.raises(ValueError, match=r"population: 5 needs 6 iterations .* use population >= 10"):
+        resolve_config(config.to_json(), 3, 7, 3, 5, 500, 0.0, 1)
+    bigger = config_from_dict(json.loads(resolve_config(config.to_json(), 3, 7, 3, 15, 500, 0.0, 1)))
+    assert bigger.search.plan() == [15, 15]  # a larger population spends the same budget in fewer
 
 
 # ---- submission and schedules -------------------------------------------------
@@ -173,7 +173,7 @@ def test_submit_creates_the_experiment_once_and_a_run_with_the_pipeline_spec():
     config = config_from_dict(CLUSTER_CONFIG)
     with kfp_server() as (fake, host):
         first = submit_run(config, host, experiment="nas", arguments={"seed": 3, "store_uri": "s3://linas/runs/a"})
-        second = submit_run(config, host, experiment="nas")
+        second = submit_run(config.with_overrides(store="s3://linas/runs/k8s"), host, experiment="nas")
     posts = [(p.split("?")[0], b) for m, p, b in fake.requests if m == "POST"]
     assert [p for p, _ in posts] == ["/apis/v2beta1/experiments", "/apis/v2beta1/runs", "/apis/v2beta1/runs"]
     assert posts[0][1]["display_name"] == "nas"
@@ -184,21 +184,100 @@ def test_submit_creates_the_experiment_once_and_a_run_with_the_pipeline_spec():
     assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
     assert run["runtime_config"]["parameters"] == {"seed": 3, "store_uri": "s3://linas/runs/a"}
     assert first.id == fake.runs[0]["run_id"]
+    # every run executes as the runner service account of manifests/runner
+    assert {r["service_account"] for r in fake.runs} == {"linas-pipeline-runner"}
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"populaton": 5}, "--param populaton: not a parameter of this pipeline; allowed: checkpoint, config_json"),
+    ({"population": "abc"}, "--param population='abc': expected number integer, got str"),
+    ({"population": True}, "--param population=True: expected number integer, got bool"),
+    ({"store_uri": "relative/x"}, "--param store_uri='relative/x': a run on the cluster needs an s3://BUCKET/PREFIX"),
+    ({"store_uri": "s3://linas"}, "needs an s3://BUCKET/PREFIX"),
+    ({"max_iterations": 0}, "max_iterations: must be 1..3"),
+    ({"max_iterations": 4}, "max_iterations: must be 1..3"),
+    ({"population": 5}, "population: 5 needs 6 iterations to spend the budget of 30 evaluations"),
+    ({"early_stop_window": 0}, "search.early_stop.window"),
+    ({"early_stop_threshold": float("nan")}, "must be a finite number"),
+    ({"seed": -1}, "seed"),
+    ({}, "needs an s3://BUCKET/PREFIX"),  # no store at all: tasks would each write inside their own pod
+])
+def test_submit_refuses_bad_parameters_before_sending_anything(arguments, message):
+    config = config_from_dict(CLUSTER_CONFIG)
+    arguments = {"store_uri": "s3://linas/runs/k8s", **arguments} if arguments != {} else {}
+    with kfp_server() as (fake, host):
+        with pytest.raises(SubmitError) as info:
+            submit_run(config, host, arguments=arguments)
+    assert message in str(info.value)
+    assert not fake.requests  # refused before the endpoint was even asked
+
+
+def test_schedule_refuses_concurrent_runs_on_one_store():
+    with pytest.raises(SubmitError, match="--max-concurrency 2: must be 1; the runs of a schedule share store_uri"):
+        schedule_run(config_from_dict(CLUSTER_CONFIG), "http://127.0.0.1:9", cron="0 0 3 * * 1", max_concurrency=2)
+
+
+def test_schedule_refuses_bad_parameters_too():
+    with kfp_server() as (fake, host):
+        with pytest.raises(SubmitError, match="max_iterations: must be 1..3"):
+            schedule_run(config_from_dict(CLUSTER_CONFIG), host, cron="0 0 3 * * 1",
+                         arguments={"store_uri": "s3://linas/runs/k8s", "max_iterations": 0})
+    assert not fake.requests
+
+
+def test_cli_submit_refuses_a_misspelt_parameter(capsys, tmp_path):
+    from linas_lib.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(CLUSTER_CONFIG))
+    with kfp_server() as (fake, host):
+        code = main(["pipeline", "submit", str(path), "--host", host, "--skip-preflight", "--store",
+                     "s3://linas/runs/x", "--param", "populaton=5", "--param", "population=abc"])
+    assert code == 1 and not fake.runs
+    assert "--param populaton: not a parameter of this pipeline" in capsys.readouterr().err
 
 
 def test_schedule_creates_a_recurring_run_with_cron_and_max_concurrency():
     config = config_from_dict(CLUSTER_CONFIG)
     with kfp_server() as (fake, host):
-        job = schedule_run(config, host, cron="0 0 3 * * 1", max_concurrency=1, experiment="nightly")
+        job = schedule_run(config, host, cron="0 0 3 * * 1", max_concurrency=1, experiment="nightly",
+                           arguments={"store_uri": "s3://linas/runs/nightly"})
     body = fake.recurring_runs[0]
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
     assert int(body["max_concurrency"]) == 1
+    assert body["service_account"] == "linas-pipeline-runner"
     assert "seed" in body["pipeline_spec"]["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
     assert job.id == body["recurring_run_id"]
 
 
+@pytest.mark.parametrize("cron", ["0 0 3 * * 1", "0 */15 * * * *", "30 0 9-17/2 ? JAN-MAR mon,Wed,FRI",
+                                  "0 0 0 1,15 * ?", "5/10 * * * * *", "@daily", "@every 6h"])
+def test_cron_accepts_what_kfps_scheduler_parses(cron):
+    assert validate_cron(cron) == cron
+
+
+@pytest.mark.parametrize("cron,message", [
+    ("0 3 * * 1", "6 fields, seconds first"),
+    ("a b c d e f", "seconds: 'a' is not a number (0-59)"),
+    ("60 0 3 * * 1", "seconds: 60 is outside 0-59"),
+    ("0 0 24 * * *", "hours: 24 is outside 0-23"),
+    ("0 0 3 0 * *", "day of month: 0 is outside 1-31"),
+    ("0 0 3 * 13 *", "month: 13 is outside 1-12"),
+    ("0 0 3 * * 7", "day of week: 7 is outside 0-6"),
+    ("0 0 3 * * MOON", "day of week: 'MOON' is not a number (0-6 or SUN/MON"),
+    ("0 0 5-3 * * *", "hours: range '5-3' ends before it starts"),
+    ("0 */0 * * * *", "minutes: step '0' must be a positive number"),
+    ("0 0 3 L * *", "day of month: 'L' is not a number"),  # Quartz, not robfig
+    ("0 0 1,,2 * * *", "hours: empty list item"),
+])
+def test_cron_refuses_what_kfps_scheduler_would(cron, message):
+    with pytest.raises(SubmitError) as info:
+        validate_cron(cron)
+    assert message in str(info.value)
+
+
 def test_bad_cron_and_unreachable_endpoint_are_clear_errors():
-    config = config_from_dict(CLUSTER_CONFIG)
+    config = config_from_dict({**CLUSTER_CONFIG, "store": "s3://linas/runs/k8s"})
     with pytest.raises(SubmitError, match="6 fields, seconds first"):
         schedule_run(config, "http://127.0.0.1:9", cron="0 3 * * 1")
     with pytest.raises(SubmitError, match="cannot reach Kubeflow Pipelines"):

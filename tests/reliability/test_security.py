@@ -235,7 +235,7 @@ def test_pods_do_not_mount_a_token_they_do_not_need():
 
 # ---- data is never executed or unpickled unless trusted ----------------------------------------------
 SOURCE_DIRS = ("linas_lib", "pipelines", "components", "bench")
-SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "_UniqueKeyLoader"}
+SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "_UniqueKeyLoader", "_SAFE_LOADER"}
 # Where this project deserializes pickles, and why each is safe. A new one needs a reason here.
 TRUSTED_UNPICKLING = {
     ("linas_lib/supernets/animal_mnist.py", "pickle.load"): "data files shipped inside the installed animal-mnist wheel",
@@ -264,9 +264,9 @@ def test_no_eval_exec_or_unsafe_yaml():
         for node, func in _calls(path):
             if func in {"eval", "exec", "compile", "builtins.eval", "builtins.exec"}:
                 problems.append(f"{rel}:{node.lineno}: {func}()")
-            if func in {"yaml.unsafe_load", "yaml.full_load", "yaml.load_all", "yaml.unsafe_load_all"}:
+            if func in {"yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"}:
                 problems.append(f"{rel}:{node.lineno}: {func}()")
-            if func == "yaml.load":
+            if func in {"yaml.load", "yaml.load_all"}:
                 loader = {k.arg: ast.unparse(k.value) for k in node.keywords}.get("Loader", "")
                 if loader.split(".")[-1] not in SAFE_LOADERS:
                     problems.append(f"{rel}:{node.lineno}: yaml.load without a SafeLoader")
