@@ -19,6 +19,7 @@ where the problem knows it, else the anchors'), in [0, 1], the same for every me
     .venv/bin/python bench/suite.py                 # `make bench`: everything, 5 seeds (about 30 min on 2 cores)
     .venv/bin/python bench/suite.py --smoke --out /tmp/s   # seconds, for the tests
     .venv/bin/python bench/suite.py --problems aliased-cells --methods linas,linas_paper --seeds 2
+    .venv/bin/python bench/suite.py --methods linas --reuse bench/results/suite.json   # rerun LINAS only
 
 Writes OUT/suite.json, OUT/suite_<problem>.png and the suite section of OUT/SUMMARY.md.
 """
@@ -293,7 +294,9 @@ def summary_markdown(result: dict[str, Any]) -> str:
 
     lines = ["## Search benchmark suite (`bench/suite.py`)", "",
              f"{len(result['seeds'])} seeds, budget {result['budget']}; normalized hypervolume (fixed box per "
-             f"problem, in [0, 1]); machine load {result['machine']['load_average']} at the start.", "",
+             f"problem, in [0, 1]); machine load {result['machine']['load_average']} at the start."
+             + (f" Runs of {', '.join(result['reused']['methods'])} reused from an earlier run of the suite "
+                "(their code did not change)." if result.get("reused") else ""), "",
              "| problem | method | evals to NSGA-II's HV | evals to random's HV | HV@100 | HV@250 | HV@500 | repeats | "
              "search CPU s/iter |", "|---|---|---|---|---|---|---|---|---|"]
     for key, p in result["problems"].items():
@@ -329,6 +332,8 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=int, default=500)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="tiny budget, for the tests")
+    parser.add_argument("--reuse", type=Path, help="a previous suite.json: its runs of the methods not run now "
+                                                   "(same problems, seeds and budget) join the results")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
@@ -353,7 +358,15 @@ def main(argv=None) -> int:
     else:
         for t in tasks:
             runs.append(run_one(*t))
+    reused = []
+    if args.reuse:
+        previous = json.loads(args.reuse.read_text())
+        reused = [r for r in previous["runs"] if r["method"] not in methods and r["problem"] in problems
+                  and r["seed"] in seeds and r["budget"] == args.budget]
+        runs += reused
     result = {"benchmark": "suite", "budget": args.budget, "seeds": seeds, "methods": methods,
+              "reused": {"from": str(args.reuse), "runs": len(reused),
+                         "methods": sorted({r["method"] for r in reused})} if args.reuse else None,
               "machine": {**machine(), "load_average": load, "load_average_after": list(os.getloadavg())},
               "elapsed_s": round(time.time() - started, 1), "parent_cpu_s": round(time.process_time() - cpu0, 1),
               "targets": TARGETS, "problems": aggregate(runs, args.budget), "runs": runs}

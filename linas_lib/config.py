@@ -449,9 +449,11 @@ class SearchConfig(_Strict):
     mode: Literal["linas", "validation", "oneshot"] = "linas"
     population: int | Literal["auto"] = Field(
         "auto", description="sub-networks measured per iteration, or 'auto' (see auto_plan)")
-    selection: str = Field("ehvi", description="how the next population is chosen from the inner search: "
-                                                "ehvi (expected hypervolume improvement) or rank_crowding (the paper's)")
-    ensemble: int = Field(8, ge=2, le=64, description="ehvi: bootstrap members per predictor, for its uncertainty")
+    selection: str = Field("ehvi_rank", description="how the next population is chosen from the inner search: "
+                                                     "ehvi_rank (half predicted front, half expected hypervolume "
+                                                     "improvement), ehvi, or rank_crowding (the paper's)")
+    ensemble: int = Field(8, ge=2, le=64, description="ehvi, ehvi_rank: bootstrap members per predictor, for its "
+                                                      "uncertainty")
     evaluations: int = Field(125, ge=2, le=1_000_000, description="total real measurements")
     algorithm: str = Field("nsga2", description="validation mode: the algorithm that is measured directly")
     algorithm_params: Params = Field(default_factory=dict, description="validation mode: algorithm settings")

@@ -14,7 +14,7 @@ from sklearn.base import clone
 from linas_lib.config import auto_plan, config_from_dict
 from linas_lib.pareto import Normalization, hypervolume
 from linas_lib.search import core
-from linas_lib.search.selection import ehvi_selection, hvi_2d
+from linas_lib.search.selection import ehvi_rank_selection, ehvi_selection, hvi_2d
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = str(ROOT / "bench" / "plugins" / "synthetic_problems.py")
@@ -194,6 +194,16 @@ def test_ehvi_picks_the_improvement_first_and_spreads_a_batch():
     # an uncertain candidate behind the front can still promise an improvement
     unsure = ehvi_selection(np.array([[0.6, 0.7], [0.6, 0.7]]), np.array([[0.3, 0.3], [0.0, 0.0]]), measured, 1, 0)
     assert unsure.tolist() == [0]
+
+
+def test_the_default_mix_takes_the_predicted_front_and_improvements_beyond_it():
+    measured = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.6]])
+    # 0 and 1 form the predicted front; 2 is behind it but uncertain; 3 is behind and certain
+    mean = np.array([[0.2, 0.5], [0.4, 0.3], [0.45, 0.45], [0.6, 0.6]])
+    std = np.array([[0.0, 0.0], [0.0, 0.0], [0.3, 0.3], [0.0, 0.0]])
+    picked = ehvi_rank_selection(mean, std, measured, 3, seed=0)
+    assert len(set(picked.tolist())) == 3 and set(picked[:2].tolist()) == {0, 1} and picked[2] == 2
+    assert config_from_dict({}).search.selection == "ehvi_rank"
 
 
 def test_auto_population_plan_spends_the_budget_in_growing_batches():

@@ -59,7 +59,9 @@ def _estimator(config, space, objective: Objective, iteration: int, problem):
     estimator = build_predictor(spec.name, space, **spec.params)
     if problem.has_features and "derived" in estimator.get_params() and "derived" not in spec.params:
         estimator.set_params(derived=problem.derived_features)
-    if config.search.selection == "ehvi":
+    from linas_lib.search.selection import NEEDS_UNCERTAINTY
+
+    if config.search.selection in NEEDS_UNCERTAINTY:
         from linas_lib.predictors.ensemble import BootstrapEnsemble
 
         estimator = BootstrapEnsemble(estimator, n_members=config.search.ensemble,
@@ -132,6 +134,15 @@ ENUMERATE_LIMIT = 50_000
 PREDICT_CHUNK = 8192
 
 
+def enumerate_limit(config, iteration: int) -> int:
+    return min(ENUMERATE_LIMIT, config.search.inner_at(iteration).evaluations)
+
+
+def inner_enumerates(config, space, iteration: int) -> bool:
+    """Whether the inner search sees every network (a small space) rather than an MOEA's sample."""
+    return space.n_encodings <= enumerate_limit(config, iteration)
+
+
 def run_inner_search(
     config, space, predictors: dict[str, Any], seed: int, iteration: int = 1, constraint=None,
     objectives: list[Objective] | None = None,
@@ -145,7 +156,7 @@ def run_inner_search(
     """
     inner = config.search.inner_at(iteration)
     objectives = objectives or config.resolved_objectives()
-    every = space.enumerate(min(ENUMERATE_LIMIT, inner.evaluations))
+    every = space.enumerate(enumerate_limit(config, iteration))
     if every is not None:
         F = np.vstack([predict(predictors, objectives, every[i:i + PREDICT_CHUNK])
                        for i in range(0, len(every), PREDICT_CHUNK)])
@@ -171,10 +182,14 @@ def run_inner_search(
 PENALTY = 1e6
 
 
-def unmeasured_candidates(space, X: np.ndarray, F: np.ndarray, exclude: set[str]) -> tuple[np.ndarray, np.ndarray]:
+def unmeasured_candidates(space, X: np.ndarray, F: np.ndarray, exclude: set[str],
+                          recent: int | None = RECENT_CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
     """Distinct canonical encodings not in `exclude`, newest first kept (later generations
-    are better converged); at most RECENT_CANDIDATES of the most recent evaluations."""
-    X, F = space.canonicalize(X[-RECENT_CANDIDATES:]), F[-RECENT_CANDIDATES:]
+    are better converged); at most `recent` of the most recent evaluations of an MOEA,
+    all of them (`recent=None`) when the inner search enumerated the space."""
+    if recent is not None:
+        X, F = X[-recent:], F[-recent:]
+    X = space.canonicalize(X)
     keys = space.keys(X)
     keep, chosen = [], set()
     for i in range(len(X) - 1, -1, -1):
@@ -189,6 +204,7 @@ def select_unmeasured(
     space, X: np.ndarray, F: np.ndarray, exclude: set[str], n: int, seed: int,
     strategy: str = "rank_crowding", predictors: dict[str, Any] | None = None,
     objectives: list[Objective] | None = None, measured: np.ndarray | None = None,
+    recent: int | None = RECENT_CANDIDATES,
 ) -> np.ndarray:
     """The best `n` distinct, not-yet-measured encodings by the selection `strategy`.
 
@@ -198,7 +214,7 @@ def select_unmeasured(
     """
     from linas_lib.search.selection import select
 
-    Xc, Fc = unmeasured_candidates(space, X, F, exclude)
+    Xc, Fc = unmeasured_candidates(space, X, F, exclude, recent)
     if len(Xc) == 0:
         picked = np.zeros((0, space.n_var), np.int64)
     elif strategy == "rank_crowding" or predictors is None:
@@ -249,8 +265,9 @@ def next_population(config, space, frame: pd.DataFrame, predictors, iteration: i
         measured = objective_matrix(ok, objectives)
         if group is not None:
             measured = measured[objectives[column].from_min(measured[:, column]) <= group.max]
+        enumerated = inner_enumerates(config, space, iteration)
         picked = select_unmeasured(space, X, F, exclude, share, seed + g, config.search.selection,
-                                   predictors, objectives, measured)
+                                   predictors, objectives, measured, None if enumerated else RECENT_CANDIDATES)
         exclude |= set(space.keys(picked))
         chosen.append(picked)
     population = np.vstack(chosen)
