@@ -266,3 +266,25 @@ def test_the_moea_stage_refits_and_never_unpickles_the_predictors_artifact(tmp_p
     assert not (tmp_path / "pwned").exists()
     doc = json.loads((tmp_path / "population.json").read_text())
     assert len(doc["encodings"]) == 20 and not set(doc["subnet_ids"]) & set(frame["subnet_id"])
+
+
+# ---- the benchmark suite's own plumbing --------------------------------------------------------------------------
+def test_suite_smoke_writes_the_documented_layout(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import suite
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert suite.main(["--smoke", "--jobs", "1", "--problems", "aliased-cells", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "suite.json").read_text())
+    methods = result["problems"]["aliased-cells"]["methods"]
+    assert set(methods) == {"linas", "linas_paper", "nsga2", "random"}
+    for entry in methods.values():
+        assert {"evals_to_nsga2_hv", "evals_to_random_hv", "hv_at", "repeats", "cpu_s_per_iteration"} <= set(entry)
+        assert set(entry["evals_to_nsga2_hv"]) >= {"mean", "per_seed"}
+    assert methods["linas"]["repeats"]["mean"] == 0  # aliases are one network to LINAS
+    curves = [r["curve"] for r in result["runs"]]
+    assert all(len(c) == 60 and c == sorted(c) and 0 <= c[-1] <= 1 for c in curves)
+    assert (tmp_path / "suite.png").is_file() and "| aliased-cells | linas |" in (tmp_path / "suite.md").read_text()
