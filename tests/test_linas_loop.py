@@ -305,13 +305,16 @@ def test_a_failed_measurement_is_kept_but_never_trained_on(space, tmp_path, fail
     # the 7 successful rows of that iteration, i.e. the failed row was left out.
     from linas_lib.measurements import encodings
     from linas_lib.predictors import build_predictor
+    from linas_lib.search.problem import search_problem
 
     ok = frame[(frame["iteration"] == 0) & (frame["status"] == "ok")]
     assert len(ok) == 7
     probe = space.sample(50, 1234)
     stored = run.load_predictors(0, config, space)
     for objective, name in ((ACC, "svr_rbf"), (LAT, "ridge")):
-        fresh = build_predictor(name, space).fit(encodings(ok), ok[objective].to_numpy())
+        problem = search_problem(config)  # the plugin's derived features, as the search uses them
+        derived = problem.derived_features if problem.has_features else None
+        fresh = build_predictor(name, space, derived=derived).fit(encodings(ok), ok[objective].to_numpy())
         np.testing.assert_allclose(stored[objective].predict(probe), fresh.predict(probe), rtol=1e-9, atol=1e-12)
 
 
