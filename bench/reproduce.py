@@ -267,7 +267,7 @@ def _nb201_problem(key: str) -> Problem:
         "lower": list(norm.lower), "upper": list(norm.upper), "true_front_size": int(len(front)),
         "table_source": net.table_source(),
     }
-    return Problem(key, config, net, supernet_measure(config, net), norm, reference, hypervolume(front, norm))
+    return Problem(key, config, net, supernet_measure(config, net), norm, reference, hv2d(norm.apply(front)))
 
 
 def _builtin_problem(key: str, calibration: int, progress: bool = True) -> Problem:
@@ -783,8 +783,12 @@ def summary_markdown(result: dict[str, Any], out: Path) -> str:
 
 def suite_section(out: Path) -> list[str]:
     """The search benchmark suite's table (bench/suite.py writes suite.md beside this file)."""
-    path = out / "suite.md"
-    return ["", *path.read_text().splitlines()] if path.is_file() else []
+    lines = []
+    for name in ("suite.md", "suite_ablations.md"):
+        path = out / name
+        if path.is_file():
+            lines += ["", *path.read_text().splitlines()]
+    return lines
 
 
 def overhead_section(out: Path) -> list[str]:

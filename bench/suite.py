@@ -20,8 +20,11 @@ where the problem knows it, else the anchors'), in [0, 1], the same for every me
     .venv/bin/python bench/suite.py --smoke --out /tmp/s   # seconds, for the tests
     .venv/bin/python bench/suite.py --problems aliased-cells --methods linas,linas_paper --seeds 2
     .venv/bin/python bench/suite.py --methods linas --reuse bench/results/suite.json   # rerun LINAS only
+    .venv/bin/python bench/suite.py --ablations --reuse bench/results/suite.json --seeds 2   # one default changed
+        at a time: rank_crowding or pure ehvi selection, one-hot or ordinal features
 
-Writes OUT/suite.json, OUT/suite_<problem>.png and the suite section of OUT/SUMMARY.md.
+Writes OUT/suite.json, OUT/suite.png and OUT/suite.md (which bench/reproduce.py puts into
+SUMMARY.md); with --ablations OUT/suite_ablations.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -45,6 +48,15 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 PLUGINS = ROOT / "bench" / "plugins" / "synthetic_problems.py"
 METHODS = ("linas", "linas_paper", "nsga2", "random")
+# LINAS with one default changed, for `--ablations` (never part of the default run)
+ABLATIONS = {
+    "linas_rank_crowding": {"selection": "rank_crowding"},
+    "linas_ehvi": {"selection": "ehvi"},
+    "linas_onehot": {"predictors": {"accuracy": {"name": "svr_rbf", "params": {"features": "onehot"}},
+                                    "latency": {"name": "ridge", "params": {"features": "onehot"}}}},
+    "linas_ordinal": {"predictors": {"accuracy": {"name": "svr_rbf", "params": {"features": "ordinal+derived"}},
+                                     "latency": {"name": "ridge", "params": {"features": "ordinal+derived"}}}},
+}
 CHECKPOINTS = (100, 250, 500)
 TARGETS = {"vs_nsga2": 0.30, "vs_random": 0.10}
 
@@ -159,8 +171,8 @@ def run_one(problem_key: str, method: str, seed: int, budget: int, search: dict 
         from linas_lib.search.loop import run_linas, run_validation
 
         data = problem_config(problem_key, seed)
-        if method == "linas":
-            data["search"] = {"mode": "linas", "evaluations": budget, **(search or {})}
+        if method == "linas" or method in ABLATIONS:
+            data["search"] = {"mode": "linas", "evaluations": budget, **ABLATIONS.get(method, {}), **(search or {})}
             runner = run_linas
         else:
             data["search"] = {"mode": "validation", "algorithm": method, "population": 50, "evaluations": budget}
@@ -198,7 +210,8 @@ def aggregate(runs: list[dict], budget: int) -> dict[str, Any]:
     problems: dict[str, Any] = {}
     for key in sorted({r["problem"] for r in runs}):
         mine = [r for r in runs if r["problem"] == key]
-        by = {m: sorted([r for r in mine if r["method"] == m], key=lambda r: r["seed"]) for m in METHODS}
+        present = [m for m in (*METHODS, *ABLATIONS) if any(r["method"] == m for r in mine)]
+        by = {m: sorted([r for r in mine if r["method"] == m], key=lambda r: r["seed"]) for m in present}
         final = {m: float(np.mean([r["curve"][-1] for r in rs])) for m, rs in by.items() if rs}
         methods = {}
         for m, rs in by.items():
@@ -255,7 +268,7 @@ def machine() -> dict[str, Any]:
             "load_average": list(os.getloadavg())}
 
 
-def plot(problems: dict[str, Any], out: Path) -> list[str]:
+def plot(problems: dict[str, Any], out: Path, name: str = "suite") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,7 +294,7 @@ def plot(problems: dict[str, Any], out: Path) -> list[str]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    path = out / "suite.png"
+    path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     files.append(path.name)
@@ -292,7 +305,9 @@ def summary_markdown(result: dict[str, Any]) -> str:
     def f(v, nd=3):
         return "—" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
-    lines = ["## Search benchmark suite (`bench/suite.py`)", "",
+    title = "Ablations of LINAS's defaults (`bench/suite.py --ablations`)" if result.get("ablations") \
+        else "Search benchmark suite (`bench/suite.py`)"
+    lines = [f"## {title}", "",
              f"{len(result['seeds'])} seeds, budget {result['budget']}; normalized hypervolume (fixed box per "
              f"problem, in [0, 1]); machine load {result['machine']['load_average']} at the start."
              + (f" Runs of {', '.join(result['reused']['methods'])} reused from an earlier run of the suite "
@@ -306,6 +321,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
                      *[f(hv.get(str(c), {}).get("mean")) for c in CHECKPOINTS], f(e["repeats"]["mean"], 1),
                      f(e["cpu_s_per_iteration"]["mean"], 2)]
             lines.append(f"| {key} | {m} | " + " | ".join(cells) + " |")
+    if result.get("ablations"):
+        return "\n".join(lines) + "\n"
     lines += ["", "Targets (mean over seeds; LINAS default settings):", "",
               "| problem | vs NSGA-II (≤ 0.30) | vs random (≤ 0.10) | HV@250 ≥ paper | repeats = 0 | never below NSGA-II |",
               "|---|---|---|---|---|---|"]
@@ -332,13 +349,18 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=int, default=500)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="tiny budget, for the tests")
+    parser.add_argument("--ablations", action="store_true",
+                        help="LINAS with one default changed at a time (selection, features, population); "
+                             "writes suite_ablations.json / .md / .png")
     parser.add_argument("--reuse", type=Path, help="a previous suite.json: its runs of the methods not run now "
                                                    "(same problems, seeds and budget) join the results")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(problems) - set(PROBLEMS)) + sorted(set(methods) - set(METHODS))
+    if args.ablations:
+        methods = list(ABLATIONS)  # the defaults' runs come from --reuse
+    unknown = sorted(set(problems) - set(PROBLEMS)) + sorted(set(methods) - set(METHODS) - set(ABLATIONS))
     if unknown:
         parser.error(f"unknown problem(s) or method(s) {unknown}; problems: {', '.join(PROBLEMS)}; "
                      f"methods: {', '.join(METHODS)}")
@@ -364,16 +386,17 @@ def main(argv=None) -> int:
         reused = [r for r in previous["runs"] if r["method"] not in methods and r["problem"] in problems
                   and r["seed"] in seeds and r["budget"] == args.budget]
         runs += reused
-    result = {"benchmark": "suite", "budget": args.budget, "seeds": seeds, "methods": methods,
+    result = {"benchmark": "suite", "ablations": args.ablations, "budget": args.budget, "seeds": seeds, "methods": methods,
               "reused": {"from": str(args.reuse), "runs": len(reused),
                          "methods": sorted({r["method"] for r in reused})} if args.reuse else None,
               "machine": {**machine(), "load_average": load, "load_average_after": list(os.getloadavg())},
               "elapsed_s": round(time.time() - started, 1), "parent_cpu_s": round(time.process_time() - cpu0, 1),
               "targets": TARGETS, "problems": aggregate(runs, args.budget), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
-    result["plots"] = plot(result["problems"], args.out)
-    (args.out / "suite.json").write_text(json.dumps(result, indent=1))
-    (args.out / "suite.md").write_text(summary_markdown(result))
+    name = "suite_ablations" if args.ablations else "suite"
+    result["plots"] = plot(result["problems"], args.out, name)
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (args.out / f"{name}.md").write_text(summary_markdown(result))
     print(summary_markdown(result))
     return 0
 
