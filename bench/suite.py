@@ -161,7 +161,7 @@ def run_one(problem_key: str, method: str, seed: int, budget: int, search: dict 
         import paper_linas
 
         def measure_raw(X):
-            frame = measure(len(search_cpu), X)
+            measure(len(search_cpu), X)
             F = np.array(values[-len(X):])
             return np.column_stack([o.from_min(F[:, j]) for j, o in enumerate(objectives)]), np.all(np.isfinite(F), 1)
 

@@ -56,10 +56,19 @@ class SuperNetwork(Protocol):
         """The quality metric when the sub-network's forward pass is `run` (e.g. an INT8 model)."""
 
 
-def complexity_rows(supernet: Any, encodings: np.ndarray) -> list[dict[str, float]]:
-    """A plugin's `complexity` as one dict per encoding; it may return a list of dicts or a dict of arrays."""
+def complexity_columns(supernet: Any, encodings: np.ndarray) -> dict[str, np.ndarray]:
+    """A plugin's `complexity` as {name: (n,) array}; it may return a dict of arrays or a list of dicts."""
+    n = len(encodings)
     out = supernet.complexity(encodings)
     if isinstance(out, dict):
-        n = len(encodings)
-        return [{k: float(np.asarray(v).reshape(n)[i]) for k, v in out.items()} for i in range(n)]
-    return [dict(r) for r in out]
+        return {k: np.asarray(v, dtype=float).reshape(n) for k, v in out.items()}
+    rows = list(out)
+    if len(rows) != n:
+        raise ValueError(f"complexity returned {len(rows)} rows for {n} encodings")
+    return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+
+
+def complexity_rows(supernet: Any, encodings: np.ndarray) -> list[dict[str, float]]:
+    """A plugin's `complexity` as one dict per encoding."""
+    columns = complexity_columns(supernet, encodings)
+    return [{k: float(v[i]) for k, v in columns.items()} for i in range(len(encodings))]

@@ -5,9 +5,9 @@ ensemble's). Members are refitted on bootstrap resamples with the centre's chose
 hyperparameters (`resolved_params()`), so an ensemble costs a few solver runs, not a
 few hyperparameter searches. The spread of the members is the model (epistemic)
 uncertainty, which is what a choice of what to measure next should weigh: it shrinks
-where measurements are. The out-of-bag residual error is recorded (`noise_std_`) but
-not added: a uniform noise term made expected-improvement chase the edges of the box
-and lowered the hypervolume on the benchmark suite (bench/results/SUMMARY.md).
+where measurements are. No residual-noise term is added: a uniform one (tried with the
+out-of-bag error) made expected improvement chase the edges of the box and lowered the
+hypervolume on the benchmark suite.
 """
 from __future__ import annotations
 
@@ -37,23 +37,11 @@ class BootstrapEnsemble(RegressorMixin, BaseEstimator):
         fixed = self.center_.resolved_params() if hasattr(self.center_, "resolved_params") else {}
         rng = np.random.default_rng(self.random_state)
         n = len(y)
-        self.members_, oob_sq, oob_var = [], [], []
+        self.members_ = []
         for _ in range(int(self.n_members)):
             idx = rng.integers(0, n, n)
-            if len(np.unique(idx)) < 2:
-                continue
-            member = clone(self.estimator).set_params(**fixed).fit(X[idx], y[idx])
-            self.members_.append(member)
-            out = np.setdiff1d(np.arange(n), idx)
-            if len(out):
-                oob_sq.append((member.predict(X[out]) - y[out]) ** 2)
-        if len(self.members_) >= 2:
-            spread = np.var(np.column_stack([m.predict(X) for m in self.members_]), axis=1).mean()
-        else:
-            spread = 0.0
-        oob_mse = float(np.mean(np.concatenate(oob_sq))) if oob_sq else 0.0
-        # residual noise beyond the members' disagreement (the out-of-bag error includes both); a record
-        self.noise_std_ = float(np.sqrt(max(oob_mse - spread, 0.0)))
+            if len(np.unique(idx)) >= 2:
+                self.members_.append(clone(self.estimator).set_params(**fixed).fit(X[idx], y[idx]))
         self.n_features_in_ = getattr(self.center_, "n_features_in_", None)
         return self
 

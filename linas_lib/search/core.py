@@ -107,7 +107,7 @@ def describe_predictors(predictors: dict[str, Any]) -> dict[str, Any]:
         if features is not None and hasattr(features, "kind_"):
             entry["features"] = features.kind_
         if hasattr(p, "members_"):
-            entry["ensemble"] = {"members": len(p.members_), "noise_std": p.noise_std_}
+            entry["ensemble"] = {"members": len(p.members_)}
         out[name] = entry
     return out
 

@@ -21,21 +21,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from linas_lib.api.supernet import complexity_columns
+
 COMPLEXITY = ("macs", "params")
-
-
-def _columns(rows: Any, names: tuple[str, ...], n: int) -> dict[str, np.ndarray]:
-    """A plugin's complexity as {name: (n,) array}; it may return a list of dicts or a dict of arrays."""
-    if isinstance(rows, dict):
-        return {k: np.asarray(rows[k], dtype=float).reshape(n) for k in names if k in rows}
-    rows = list(rows)
-    if len(rows) != n:
-        raise ValueError(f"complexity returned {len(rows)} rows for {n} encodings")
-    return {k: np.array([float(r[k]) for r in rows]) for k in names if rows and k in rows[0]}
 
 
 @dataclass
@@ -51,7 +43,8 @@ class SearchProblem:
         """Exact values of `exact_names` for a batch of encodings."""
         if not self.exact_names or len(X) == 0:
             return {k: np.zeros(len(X)) for k in self.exact_names}
-        return _columns(self.plugin.complexity(np.asarray(X, dtype=np.int64)), self.exact_names, len(X))
+        values = complexity_columns(self.plugin, np.asarray(X, dtype=np.int64))
+        return {k: values[k] for k in self.exact_names}
 
     @property
     def has_features(self) -> bool:
@@ -64,8 +57,8 @@ class SearchProblem:
             return np.asarray(self.plugin.features(X), dtype=float).reshape(len(X), -1)
         if not self.fast_complexity:
             raise ValueError("this super-network offers no derived features (no features() and no fast complexity())")
-        values = _columns(self.plugin.complexity(X), COMPLEXITY, len(X))
-        return np.column_stack([np.log1p(np.maximum(v, 0.0)) for v in values.values()])
+        values = complexity_columns(self.plugin, X)
+        return np.column_stack([np.log1p(np.maximum(values[k], 0.0)) for k in COMPLEXITY if k in values])
 
 
 def _plugin(name: str, params_json: str):
