@@ -17,7 +17,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from linas_lib.api.store import Store, StoreError, get_checked, get_json, get_table, put_checked, put_json, put_table
@@ -32,21 +31,6 @@ HISTORY = "history"
 
 class RunStateError(RuntimeError):
     """A run location that cannot be resumed or started as asked."""
-
-
-def population_doc(space, iteration: int, X: np.ndarray, predicted: np.ndarray | None, objectives) -> dict[str, Any]:
-    """A population as plain JSON: encodings, ids and (LINAS) the values predicted for them."""
-    doc: dict[str, Any] = {"iteration": iteration, "subnet_ids": space.keys(X), "encodings": X.tolist()}
-    if predicted is not None:
-        doc["predicted"] = {o.name: o.from_min(predicted[:, j]).tolist() for j, o in enumerate(objectives)}
-    return doc
-
-
-def predictions_by_id(doc: dict[str, Any]) -> dict[str, dict[str, float]] | None:
-    predicted = doc.get("predicted")
-    if not predicted:
-        return None
-    return {key: {name: values[i] for name, values in predicted.items()} for i, key in enumerate(doc["subnet_ids"])}
 
 
 class RunStore:
@@ -105,10 +89,6 @@ class RunStore:
         frame = self.load_measurements()
         return fit_predictors(config, space, frame[frame["iteration"] <= iteration], iteration + 1)
 
-    def load_population(self, iteration: int) -> dict[str, Any] | None:
-        key = f"populations/iter-{iteration:03d}.json"
-        return get_json(self.store, key) if self.store.exists(key) else None
-
     def save_results(self, summary: dict[str, Any]) -> None:
         put_json(self.store, "pareto.json", summary["pareto"])
         put_json(self.store, SUMMARY, {**summary, "finished_at": time.time()})
@@ -158,12 +138,12 @@ class RunStore:
             for key in self.store.list(prefix):
                 self.store.delete(key)
 
-    def load_previous(self) -> tuple[dict[str, Any], pd.DataFrame] | None:
-        """The summary and measurements of the run this one started from, if any."""
+    def load_previous(self) -> pd.DataFrame | None:
+        """The measurements of the run this one started from, if any."""
         if not self.store.exists("previous.json"):
             return None
         prefix = get_json(self.store, "previous.json")["history"]
-        return get_json(self.store, f"{prefix}/{SUMMARY}"), get_table(self.store, f"{prefix}/{MEASUREMENTS}")
+        return get_table(self.store, f"{prefix}/{MEASUREMENTS}")
 
     def save_drift(self, drift: dict[str, Any]) -> None:
         put_json(self.store, "drift.json", drift)

@@ -11,14 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from linas_lib import lease
+from linas_lib.api.documents import Population
 from linas_lib.config import LinasConfig, config_from_json
-from linas_lib.measurements import check_iteration_measured, combine, concat
-from linas_lib.runs import RunStore, population_doc, predictions_by_id
+from linas_lib.measurements import combine
+from linas_lib.runs import RunStore
 from linas_lib.search import core
+from linas_lib.search.run import SearchRun
 
 
 def _config(config_json: str) -> LinasConfig:
@@ -40,9 +41,8 @@ def _read_json(path: str) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def _population(path: str) -> tuple[dict[str, Any], np.ndarray]:
-    doc = _read_json(path)
-    return doc, np.asarray(doc["encodings"], dtype=np.int64).reshape(len(doc["encodings"]), -1)
+def _population(path: str) -> Population:
+    return Population.from_dict(_read_json(path))
 
 
 def resolve_config(
@@ -102,28 +102,17 @@ def report_refused(reason: str, html_path: str, markdown_path: str) -> None:
 
 
 def sample(config_json: str, store_uri: str, population_path: str, run_id: str = "", run_name: str = "") -> int:
-    """The initial population: uniform (seeded), or for a recurring run the previous
-    run's measured fronts topped up at random. A finished run at `store_uri` is archived
-    first; the fronts travel in the population so each latency task can check drift."""
-    from linas_lib.search import recurring
-
+    """The run starts (a finished run at `store_uri` is archived first) and asks for its
+    initial population: uniform (seeded), or for a recurring run the previous run's
+    measured fronts topped up at random; the fronts travel in the population so each
+    latency task checks drift before trusting the cache."""
     config = _config(config_json)
-    space = _space(config)
     run = RunStore(store_uri)
     if run_id:  # a pipeline run: take the location before start_fresh deletes anything
         lease.acquire(run.store, run_id, lease.lease_ttl_s(config), holder_name=run_name)
-    run.start_fresh(config)
-    previous = run.load_previous() if config.recurring.warm_start else None
-    fronts = recurring.previous_fronts(config, previous[1]) if previous else {}
-    if fronts:
-        X = recurring.warm_start_population(config, space, fronts)
-    else:
-        X = core.initial_population(space, config.search.population_at(0), config.seed)
-    doc = population_doc(space, 0, X, None, config.resolved_objectives())
-    if fronts:
-        doc["previous_fronts"] = fronts
-    _write_json(population_path, doc)
-    return len(X)
+    population = SearchRun.start(config, _space(config), run).ask()
+    _write_json(population_path, population.to_dict())
+    return len(population)
 
 
 def _supernet(config: LinasConfig, checkpoint: str):
@@ -151,7 +140,7 @@ def evaluate_accuracy(
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} is outside 0..{shards - 1}")
     config = _config(config_json)
-    _, X = _population(population_path)
+    X = _population(population_path).encodings
     supernet = _supernet(config, checkpoint)
     wanted = supernet.quality_metric in config.objectives
     cache = _cache(config, store_uri, supernet, checkpoint) if store_uri else None
@@ -180,15 +169,15 @@ def measure_latency(
     target = next((t for t in config.targets if t.name == target_name), None)
     if target is None:
         raise ValueError(f"target {target_name!r} is not in the config; targets: {[t.name for t in config.targets]}")
-    doc, X = _population(population_path)
+    population = _population(population_path)
     supernet = _supernet(config, checkpoint)
     cache = _cache(config, store_uri, supernet, checkpoint) if store_uri else None
     drift = None
-    if "previous_fronts" in doc:
-        drift = check_drift(supernet, target, doc["previous_fronts"].get(target_name, {}),
+    if population.previous_fronts:
+        drift = check_drift(supernet, target, population.previous_fronts.get(target_name, {}),
                             config.recurring.drift_threshold, policy=config.measurement, cache=cache,
                             normalize=config.search.normalize_latency)
-    rows = measure(supernet, X, target, config.search.normalize_latency, policy=config.measurement, cache=cache)
+    rows = measure(supernet, population.encodings, target, config.search.normalize_latency, policy=config.measurement, cache=cache)
     _write_json(output_path, {"target": target_name, "rows": rows, "drift": drift})
 
 
@@ -203,48 +192,41 @@ def train_predictors(
     predictors_path: str,
     run_id: str = "",
 ) -> bool:
-    """Record this iteration's measurements, fit one predictor per objective, and
-    say whether the search goes on (budget left and no early stop)."""
+    """Tell the run this iteration's measurements (it records them, fits the predictors
+    and says whether the search goes on); hand the table on as the next state."""
     config = _config(config_json)
-    space = _space(config)
-    doc, _ = _population(population_path)
+    population = _population(population_path)
     outputs = [_read_json(p) for p in latency_paths]
     latency = {d["target"]: d["rows"] for d in outputs}
     drift = {d["target"]: d["drift"] for d in outputs if d.get("drift")}
-    new = combine(iteration=doc["iteration"], run=config.name, quality_rows=_read_json(accuracy_path),
-                  latency_rows=latency, predictions=predictions_by_id(doc))
-    history = pd.read_parquet(history_path) if history_path else None
-    frame = concat(history, new)
-    Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(measurements_path, index=False)
-    run = RunStore(store_uri)
+    new = combine(iteration=population.iteration, run=config.name, quality_rows=_read_json(accuracy_path),
+                  latency_rows=latency, predictions=population.predictions())
+    store = RunStore(store_uri)
     if run_id:  # still ours? (a run whose lease expired must not overwrite the one that took over)
-        lease.renew(run.store, run_id, lease.lease_ttl_s(config))
-    run.save_config(config)
-    run.save_population(doc)
-    run.save_measurements(frame)  # failed rows and their reasons are kept before anything can raise
-    check_iteration_measured(frame, doc["iteration"], f"{run.uri}/measurements.parquet")
-    predictors = core.fit_predictors(config, space, frame, doc["iteration"] + 1)
-    _write_json(predictors_path, core.describe_predictors(predictors))
-    run.save_predictors(doc["iteration"], predictors)
-    if drift:
-        run.save_drift(drift)
-    go_on, reason = core.should_continue(config, frame, doc["iteration"])
-    if reason:
-        print(f"iteration {doc['iteration']}: {reason}")
+        lease.renew(store.store, run_id, lease.lease_ttl_s(config))
+    run = SearchRun.restore(config, _space(config), pd.read_parquet(history_path) if history_path else None, store)
+    try:
+        go_on = run.tell(new, population, drift)
+    finally:  # the next state, failed rows included
+        Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
+        run.frame.to_parquet(measurements_path, index=False)
+    _write_json(predictors_path, core.describe_predictors(run.predictors))
+    if run.stop_reason:
+        print(f"iteration {population.iteration}: {run.stop_reason}")
     return go_on
 
 
 def run_moea(config_json: str, iteration: int, measurements_path: str, predictors_path: str, population_path: str) -> None:
-    """Refit the predictors from the measurement table (deterministic, so the same models
-    train_predictors fitted) rather than unpickle an artifact: nothing read from the
-    artifact store is executable. `predictors_path` is their description, for the record."""
+    """Ask the run for its next population: it refits the predictors from the table
+    (deterministic, so the models train_predictors fitted) rather than unpickling an
+    artifact, so nothing read from the artifact store is executable. `predictors_path`
+    is their description, for the record."""
     config = _config(config_json)
-    space = _space(config)
-    frame = pd.read_parquet(measurements_path)
-    predictors = core.fit_predictors(config, space, frame, iteration)
-    X, F = core.next_population(config, space, frame, predictors, iteration)
-    _write_json(population_path, population_doc(space, iteration, X, F, config.resolved_objectives()))
+    run = SearchRun.restore(config, _space(config), pd.read_parquet(measurements_path))
+    if run.iteration != iteration:
+        raise ValueError(f"the measurement table ends at iteration {run.iteration - 1}; "
+                         f"asked for iteration {iteration}")
+    _write_json(population_path, run.ask().to_dict())
 
 
 def report(
@@ -276,9 +258,7 @@ def _report(config, run, measurements_path, html_path, markdown_path) -> dict[st
     frame = pd.read_parquet(measurements_path) if measurements_path else run.load_measurements()
     if frame.empty:
         raise ValueError(f"{run.uri} holds no measurements: the search failed before its first iteration was recorded")
-    previous = run.load_previous() if config.recurring.warm_start else None
-    summary = core.summarize(config, frame, previous=previous[1] if previous else None, drift=run.load_drift())
-    run.save_results(summary)
+    summary = SearchRun.restore(config, _space(config), frame, run).finish()
     html_text, md_text = write_reports(run, summary, frame)
     for path, text in ((html_path, html_text), (markdown_path, md_text)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)

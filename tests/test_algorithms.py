@@ -124,12 +124,19 @@ def test_reference_direction_algorithms_reject_one_objective(name):
 
 @pytest.mark.parametrize("name", ["nsga2", "nsga2_pymoo", "motpe", "random"])
 def test_one_objective_works_where_it_makes_sense(name):
-    searcher = build_searcher(name, SPACE, 1, 40 if name == "motpe" else 120, 0, population=20)
+    budget = 40 if name == "motpe" else 120
+    searcher = build_searcher(name, SPACE, 1, budget, 0, population=20)
+    told = []
     while searcher.has_next():
         X = searcher.ask()
         if len(X) == 0:
             break
-        searcher.tell(X, minimization(X, ("accuracy",)))
+        told.append(minimization(X, ("accuracy",))[:, 0])
+        searcher.tell(X, told[-1][:, None])
+    values = np.concatenate(told)
+    assert len(values) == budget
+    if name != "random":  # a searcher that learns from what it is told improves on its first batch
+        assert np.mean(values[-20:]) < np.mean(values[:20]), (values[:20].mean(), values[-20:].mean())
 
 
 @pytest.mark.parametrize("name", ["nsga2", "nsga2_pymoo", "agemoea"])

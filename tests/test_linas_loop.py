@@ -252,10 +252,40 @@ def test_prospective_predictor_quality_is_reported(linas_run):
 
 def test_linas_is_deterministic_for_a_seed(space):
     config = linas_config(seed=3, population=6, evaluations=18, inner_evaluations=300)
-    first, second = SyntheticProblem(space), SyntheticProblem(space)
+    first, second, other = SyntheticProblem(space), SyntheticProblem(space), SyntheticProblem(space)
     run_linas(config, space, first, progress=False)
     run_linas(config, space, second, progress=False)
     assert first.measured_keys == second.measured_keys
+    # and the seed is not ignored: another seed measures other networks from the first population on
+    run_linas(linas_config(seed=4, population=6, evaluations=18, inner_evaluations=300), space, other, progress=False)
+    assert set(other.calls[0]["keys"]) != set(first.calls[0]["keys"])
+    assert set(other.measured_keys) != set(first.measured_keys)
+
+
+def test_a_space_smaller_than_the_budget_is_measured_once_each():
+    """27 networks and a budget of 27: the predicted best are the same networks every
+    iteration, so only the "not yet measured" filter keeps each to one measurement."""
+    from linas_lib.api.search_space import SearchSpace, Variable
+
+    tiny = SearchSpace([Variable(f"g{i}", (1, 2, 3)) for i in range(3)], name="tiny")
+    problem = SyntheticProblem(tiny)
+    summary = run_linas(linas_config(population=9, evaluations=27, inner_evaluations=200), tiny, problem,
+                        progress=False)
+    keys = problem.measured_keys
+    assert len(keys) == 27 and len(set(keys)) == 27 and summary["evaluations"] == 27
+
+
+def test_early_stop_ends_the_search_when_the_hypervolume_stalls(space):
+    """A gain threshold no iteration can reach: the search stops after `window` + 1
+    iterations, says why, and the budget's remaining iterations are never measured."""
+    problem = SyntheticProblem(space)
+    config = linas_config(population=5, evaluations=40, early_stop={"threshold": 1.0, "window": 2})
+    summary = run_linas(config, space, problem, progress=False)
+    assert config.search.iterations == 8
+    assert [c["iteration"] for c in problem.calls] == [0, 1, 2] and summary["evaluations"] == 15
+    unlimited = SyntheticProblem(space)
+    run_linas(linas_config(population=5, evaluations=40), space, unlimited, progress=False)
+    assert len(unlimited.calls) == 8  # without the early stop, the whole budget
 
 
 # ---- LINAS versus random search --------------------------------------------------------

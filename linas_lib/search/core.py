@@ -1,7 +1,8 @@
 """The LINAS steps as plain functions over encodings and measurement tables.
 
-Both the in-process loop (`linas_lib.search.loop`) and the Kubeflow components
-call exactly these, so the two paths cannot drift apart.
+`SearchRun` (linas_lib.search.run) composes them into the one engine that both the
+in-process loop and the Kubeflow stages drive; tests/test_one_engine.py checks that
+both paths measure the same sub-networks.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def fit_predictors(config, space, frame: pd.DataFrame, iteration: int = 1) -> di
     `iteration` is the one the predictors will propose, which picks the schedule entry.
     Deterministic given the table, so a pipeline stage refits rather than unpickles.
     """
-    problem = search_problem(config)
+    problem = search_problem(config, space)
     predictors: dict[str, Any] = {}
     for objective in config.resolved_objectives():
         if objective.name in problem.exact_names:

@@ -101,7 +101,12 @@ def _front_bounds(plugin, names: tuple[str, ...]) -> dict[str, tuple[float, floa
     return out
 
 
-def search_problem(config) -> SearchProblem:
-    """The config's super-network as the search sees it (cached per process)."""
+def search_problem(config, space=None) -> SearchProblem:
+    """The config's super-network as the search sees it (cached per process). Given the
+    `space` searched, the plugin's hooks serve only if it is the plugin's own space."""
     names = tuple(o.name for o in config.resolved_objectives())
-    return _problem(config.supernet.name, json.dumps(config.supernet.params, sort_keys=True, default=str), names)
+    problem = _problem(config.supernet.name, json.dumps(config.supernet.params, sort_keys=True, default=str), names)
+    own = getattr(problem.plugin, "space", None)
+    if space is not None and own is not None and list(own.names) != list(space.names):
+        return SearchProblem()
+    return problem
