@@ -99,7 +99,7 @@ class SupernetConfig(_Strict):
     def _load_plugin(cls, data: Any) -> Any:
         # Before `name` is checked: the file is what registers the name.
         if isinstance(data, dict) and data.get("plugin_file"):
-            from linas_lib.supernets import load_plugin_file
+            from linas_lib.registry import load_plugin_file
 
             if not isinstance(data["plugin_file"], str):
                 return data  # the field's own type check names it
@@ -264,9 +264,10 @@ class TargetConfig(Placement):
 
     @property
     def image_role(self) -> str:
-        if self.backend == "openvino":
-            return "openvino"
-        return "cuda" if self.device == "cuda" else "base"
+        """The container image this target's latency pod runs in (the backend's choice)."""
+        from linas_lib.backends import backend_image_role
+
+        return backend_image_role(self.backend, self.device)
 
 
 class AccuracyPlacement(Placement):

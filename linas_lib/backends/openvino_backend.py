@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import time
+from types import MappingProxyType
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class OpenVINOBackend(Backend):
     runtime_package = "openvino"
     devices = ("cpu",)
     precisions = ("fp32", "int8")
+    image_roles = MappingProxyType({"cpu": "openvino"})  # OpenVINO and NNCF are in that image only
     device_hint = "OpenVINO has no CUDA device; measure NVIDIA GPUs with the torch or onnxruntime backend"
 
     def __init__(
