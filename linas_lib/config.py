@@ -14,8 +14,7 @@ import numpy as np
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from linas_lib.api.objective import Objective
-from linas_lib.measurements import latency_column
+from linas_lib.api.objective import Objective, latency_column
 from linas_lib.messages import short_repr
 
 COMPLEXITY_OBJECTIVES = ("macs", "params")

@@ -37,11 +37,16 @@ class PluginLoadError(ValueError):
 
 
 @functools.cache
-def _installed_entry_points():
-    # one scan of the installed distributions' metadata serves every registry
+def _all_entry_points():
+    # one scan of the installed distributions' metadata serves every registry and the CLI
     from importlib.metadata import entry_points
 
     return entry_points()
+
+
+def installed_entry_points(group: str):
+    """The entry points installed packages declare in `group` (not loaded)."""
+    return _all_entry_points().select(group=group)
 
 
 class Registry(Generic[T]):
@@ -69,7 +74,7 @@ class Registry(Generic[T]):
         if self._discovered:
             return
         self._discovered = True
-        for ep in _installed_entry_points().select(group=self.group) if self.group else ():
+        for ep in installed_entry_points(self.group) if self.group else ():
             if ep.name in self._entries or ep.name in self._pending:
                 continue
             if ep.attr is None:  # a module: its decorators register what it holds

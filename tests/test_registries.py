@@ -38,7 +38,7 @@ def installed(tmp_path, monkeypatch):
     saved = {g: (dict(r._entries), dict(r._pending)) for g, r in REGISTRIES.items()}
     for r in REGISTRIES.values():
         r._discovered = False
-    registry._installed_entry_points.cache_clear()
+    registry._all_entry_points.cache_clear()
     monkeypatch.syspath_prepend(str(tmp_path))
 
     def install(source: str, groups: dict[str, dict[str, str]]) -> str:
@@ -52,11 +52,11 @@ def installed(tmp_path, monkeypatch):
             lines.append(f"[{group}]")
             lines += [f"{name} = {value.format(module=module)}" for name, value in entries.items()]
         (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
-        registry._installed_entry_points.cache_clear()
+        registry._all_entry_points.cache_clear()
         return module
 
     yield install
-    registry._installed_entry_points.cache_clear()
+    registry._all_entry_points.cache_clear()
     for group, (entries, pending) in saved.items():
         r = REGISTRIES[group]
         r._entries.clear()

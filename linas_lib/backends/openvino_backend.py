@@ -76,14 +76,15 @@ class OpenVINOBackend(Backend):
         except ImportError as exc:
             raise RuntimeError(
                 f"openvino backend: the openvino package is not installed ({exc}); "
-                "pip install -c constraints.txt openvino nncf"
+                "install the openvino extra: pip install 'linas[openvino]'"
             ) from None
         if self.precision == "int8":
             try:
                 import nncf  # noqa: F401
             except ImportError as exc:
                 raise RuntimeError(
-                    f"openvino backend: precision 'int8' needs nncf ({exc}); pip install -c constraints.txt nncf"
+                    f"openvino backend: precision 'int8' needs nncf ({exc}); install the openvino extra: "
+                    "pip install 'linas[openvino]'"
                 ) from None
         self._core = ov.Core()
 
