@@ -1,15 +1,35 @@
-"""`linas` command line: search in-process, or compile/run the Kubeflow pipeline."""
+"""`linas` command line: search, measure and export in-process.
+
+The Kubeflow commands (`linas pipeline ...`, `linas cluster ...`) live in `pipelines.cli`
+and come in through the entry-point group `linas.commands`, as any command group another
+package adds: the core imports nothing of Kubeflow. A group's parser is built only when
+the command line names it, and the commands import what they need, so `linas --help` and
+a config check stay fast (no torch, pandas, scikit-learn or kfp).
+"""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
-from linas_lib.config import ConfigError, load_config
+from linas_lib.extras import MissingExtraError
+
+COMMANDS_GROUP = "linas.commands"
+# Command groups that optional parts of LINAS add: their line in `linas --help`, and the
+# extra that installs them, named when one is missing.
+OPTIONAL_GROUPS = {
+    "pipeline": ("compile, run or submit the Kubeflow pipeline", "kubeflow"),
+    "cluster": ("cluster tools: can the targets be scheduled?", "kubeflow"),
+}
+# Built-in groups whose parser's module imports heavy libraries (pandas): built only when named.
+LAZY_GROUPS = {
+    "predictors": ("predictor tools", "linas_lib.analysis.predictor_quality:add_cli"),
+}
 
 
-def _print_result(summary: dict, out: Path) -> None:
+def print_result(summary: dict, out: Path) -> None:
     from linas_lib.report import front_as_text
 
     print()
@@ -21,6 +41,9 @@ def _print_result(summary: dict, out: Path) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from linas_lib.config import load_config
+
+    config = load_config(args.config)  # first: a bad config is reported before the search's imports
     from linas_lib.cache import open_cache
     from linas_lib.objectives import supernet_measure
     from linas_lib.report import write_reports
@@ -28,7 +51,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     from linas_lib.search.loop import run_linas, run_validation
     from linas_lib.supernets import load_supernet
 
-    config = load_config(args.config)
     resume = args.resume is not None
     location = str(args.resume if resume else args.out)
     run = RunStore(location)
@@ -41,114 +63,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     summary = driver(config, supernet.space, supernet_measure(config, supernet, cache), run=run, resume=resume)
     write_reports(run, summary, run.load_measurements())
     print(f"evaluation cache {cache.uri}: {summary['cache']['hits']} hits, {summary['cache']['misses']} misses")
-    _print_result(summary, Path(run.uri))
+    print_result(summary, Path(run.uri))
     return 0
-
-
-def cmd_pipeline_compile(args: argparse.Namespace) -> int:
-    from pipelines.linas_pipeline import compile_pipeline
-
-    config = load_config(args.config)
-    path = compile_pipeline(config, str(args.output))
-    print(f"compiled {config.search.iterations} LINAS iterations into {path} ({Path(path).stat().st_size / 1024:.0f} KiB)")
-    return 0
-
-
-def cmd_pipeline_run(args: argparse.Namespace) -> int:
-    from linas_lib.runs import RunStore
-    from linas_lib.supernets import prepare_checkpoint
-    from pipelines.local import run_local
-
-    if not args.local:
-        print("linas pipeline run: only --local is available here; use `linas pipeline submit` for a cluster",
-              file=sys.stderr)
-        return 2
-    config = load_config(args.config)
-    checkpoint = prepare_checkpoint(config.supernet)
-    out = run_local(config, str(args.out), checkpoint=checkpoint)
-    _print_result(RunStore(str(out)).load_summary(), out)
-    return 0
-
-
-def _run_arguments(args: argparse.Namespace) -> dict:
-    """Pipeline run parameters given on the command line (KEY=VALUE, JSON values)."""
-    import json
-
-    arguments = {}
-    for item in args.param or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"linas: --param expects KEY=VALUE, got {item!r}")
-        try:
-            arguments[key] = json.loads(value)
-        except json.JSONDecodeError:
-            arguments[key] = value
-    if args.store:
-        arguments["store_uri"] = args.store
-    from linas_lib.config import check_location
-
-    for key in ("store_uri", "checkpoint"):  # run parameters are as visible as the compiled config
-        if isinstance(arguments.get(key), str):
-            try:
-                check_location(arguments[key])
-            except ValueError as exc:
-                raise ConfigError(f"run parameter {key}: {exc}") from None
-    return arguments
-
-
-def _preflighted(config, args: argparse.Namespace):
-    """Run the cluster preflight (unless skipped) and record the nodes' hardware labels."""
-    from pipelines.cluster import preflight
-
-    if args.skip_preflight:
-        return config
-    checks = {c.name: c for c in preflight(config, args.kubeconfig)}
-    for name, check in checks.items():
-        print(f"preflight: {name}: {len(check.nodes)} node(s) can run it {check.fingerprint or ''}")
-    targets = [t.model_copy(update={"node_fingerprint": checks[f"target {t.name}"].fingerprint}).model_dump()
-               for t in config.targets]
-    return config.with_overrides(targets=targets)
-
-
-def cmd_pipeline_submit(args: argparse.Namespace) -> int:
-    from pipelines.submit import submit_run
-
-    config = _preflighted(load_config(args.config), args)
-    result = submit_run(config, args.host, experiment=args.experiment, arguments=_run_arguments(args),
-                        namespace=args.namespace)
-    print(f"submitted {result.kind} {result.id} in experiment {result.experiment_id}")
-    return 0
-
-
-def cmd_pipeline_schedule(args: argparse.Namespace) -> int:
-    from pipelines.submit import schedule_run
-
-    config = _preflighted(load_config(args.config), args)
-    result = schedule_run(config, args.host, cron=args.cron, max_concurrency=args.max_concurrency,
-                          experiment=args.experiment, arguments=_run_arguments(args), namespace=args.namespace)
-    print(f"scheduled {result.kind} {result.id} ({args.cron}) in experiment {result.experiment_id}")
-    return 0
-
-
-def cmd_cluster_check(args: argparse.Namespace) -> int:
-    from pipelines.cluster import check_placements, list_nodes
-
-    config = load_config(args.config)
-    checks = check_placements(config, list_nodes(args.kubeconfig))
-    for check in checks:
-        status = "ok" if check.ok else "UNSCHEDULABLE"
-        print(f"{check.name}: {status}; nodes: {', '.join(check.nodes) or '-'}; hardware: {check.fingerprint or '-'}")
-        if not check.ok:
-            for node, reason in sorted(check.reasons.items()):
-                print(f"    {node}: {reason}")
-    return 0 if all(c.ok for c in checks) else 1
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from linas_lib.config import load_config
+
+    config = load_config(args.config)
     from linas_lib.deploy import measure_one, parse_subnet
     from linas_lib.supernets import load_supernet, supernet_space
 
-    config = load_config(args.config)
     # check the encoding before loading (perhaps training) the super-network
     encoding = parse_subnet(supernet_space(config.supernet.name, **config.supernet.params), args.subnet, config.seed)
     supernet = load_supernet(config.supernet)
@@ -178,7 +103,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_groups() -> dict[str, tuple[str, Callable[[], Callable[[Any], Any]]]]:
+    """name -> (help, loader of its `add(subparsers)`) of the groups outside the core parser:
+    the lazy built-in ones, then those installed packages declare (a built-in name wins)."""
+    from importlib import import_module
+
+    from linas_lib.registry import installed_entry_points
+
+    def reference(spec: str):
+        module, _, attr = spec.partition(":")
+        return lambda: getattr(import_module(module), attr)
+
+    groups = {name: (help_, reference(spec)) for name, (help_, spec) in LAZY_GROUPS.items()}
+    for ep in installed_entry_points(COMMANDS_GROUP):
+        help_ = OPTIONAL_GROUPS.get(ep.name, (f"commands from {ep.value.partition(':')[0]}",))[0]
+        groups.setdefault(ep.name, (help_, ep.load))
+    return groups
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command the command line names (the top-level parser has no options but --help)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None, groups: dict | None = None) -> argparse.ArgumentParser:
+    """The `linas` parser; with `argv`, only the command group it names is built in full
+    (the others are a line of help), so no group's module is imported for another's sake."""
     parser = argparse.ArgumentParser(prog="linas", description="Lightweight Iterative NAS on Kubeflow Pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -190,39 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last step")
     search.add_argument("--fresh", action="store_true", help="start over where an unfinished run lies")
     search.set_defaults(func=cmd_search)
-
-    pipeline = sub.add_parser("pipeline", help="compile or run the KFP pipeline").add_subparsers(dest="action", required=True)
-    compile_ = pipeline.add_parser("compile", help="compile the pipeline to a KFP package (YAML)")
-    compile_.add_argument("config", type=Path)
-    compile_.add_argument("-o", "--output", type=Path, required=True)
-    compile_.set_defaults(func=cmd_pipeline_compile)
-
-    run = pipeline.add_parser("run", help="run the pipeline locally with kfp.local")
-    run.add_argument("config", type=Path)
-    run.add_argument("--local", action="store_true", help="execute with kfp.local's SubprocessRunner")
-    run.add_argument("--out", type=Path, required=True, help="run directory")
-    run.set_defaults(func=cmd_pipeline_run)
-
-    def remote(p: argparse.ArgumentParser) -> None:
-        p.add_argument("config", type=Path)
-        p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
-        p.add_argument("--experiment", help="experiment name (created when missing; default: the config's name)")
-        p.add_argument("--namespace", help="namespace where the run executes: the Kubeflow profile namespace in "
-                                           "multi-user installs (default: cluster.namespace, else KFP's)")
-        p.add_argument("--store", help="store_uri run parameter, e.g. s3://linas/runs/nightly")
-        p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a pipeline run parameter")
-        p.add_argument("--kubeconfig", help="kubeconfig for the preflight (default: in-cluster or ~/.kube/config)")
-        p.add_argument("--skip-preflight", action="store_true", help="do not check the node pools first")
-
-    submit = pipeline.add_parser("submit", help="compile and create a run on a Kubeflow Pipelines endpoint")
-    remote(submit)
-    submit.set_defaults(func=cmd_pipeline_submit)
-
-    schedule = pipeline.add_parser("schedule", help="create a recurring run (re-search on a cron schedule)")
-    remote(schedule)
-    schedule.add_argument("--cron", required=True, help="6 fields, seconds first: '0 0 3 * * 1' = Mondays 03:00")
-    schedule.add_argument("--max-concurrency", type=int, default=1)
-    schedule.set_defaults(func=cmd_pipeline_schedule)
 
     measure = sub.add_parser("measure", help="measure one sub-network on every listed target")
     measure.add_argument("config", type=Path)
@@ -238,26 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="output folder (default: RUN_DIR/exports)")
     export.set_defaults(func=cmd_export)
 
-    from linas_lib.analysis.predictor_quality import add_cli as add_predictor_quality
-
-    add_predictor_quality(sub)
-
-    cluster = sub.add_parser("cluster", help="cluster tools").add_subparsers(dest="action", required=True)
-    check = cluster.add_parser("check", help="can every hardware target be scheduled on the cluster's nodes?")
-    check.add_argument("config", type=Path)
-    check.add_argument("--kubeconfig")
-    check.set_defaults(func=cmd_cluster_check)
+    groups = _command_groups() if groups is None else groups
+    command = None if argv is None else _command(argv)
+    for name, (help_, load) in groups.items():
+        if name in sub.choices:  # an installed group never shadows a core command
+            continue
+        if argv is None or name == command:
+            load()(sub)
+        else:
+            sub.add_parser(name, help=help_, add_help=False)
+    for name, (help_, extra) in OPTIONAL_GROUPS.items():
+        if name not in groups:
+            sub.add_parser(name, help=f"{help_} (not installed: pip install 'linas[{extra}]')", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    groups = _command_groups()
+    command = _command(argv)
+    if command in OPTIONAL_GROUPS and command not in groups:
+        print(f"linas: {MissingExtraError(f'`linas {command}`', OPTIONAL_GROUPS[command][1])}", file=sys.stderr)
+        return 2
+    args = build_parser(argv, groups).parse_args(argv)
+    from linas_lib.config import ConfigError  # after parsing: `linas --help` never imports the config model
+
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, MissingExtraError) as exc:
         print(f"linas: {exc}", file=sys.stderr)
         return 2
-    except _user_errors() as exc:
+    except _user_errors() + tuple(getattr(args, "user_errors", ())) as exc:
         if os.environ.get("LINAS_DEBUG"):
             raise
         print(f"linas: {exc}", file=sys.stderr)
@@ -265,16 +193,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message is the whole story: print it, no traceback."""
+    """Errors whose message is the whole story: print it, no traceback. A command group adds
+    its own with set_defaults(user_errors=...)."""
     from linas_lib.api.store import StoreError
-    from pipelines.cluster import PreflightError
-    from pipelines.submit import SubmitError
-
     from linas_lib.measurements import IterationFailedError
     from linas_lib.runs import RunStateError
 
-    return (StoreError, RunStateError, IterationFailedError, PreflightError, SubmitError, FileNotFoundError,
-            KeyError, ValueError)
+    return (StoreError, RunStateError, IterationFailedError, FileNotFoundError, KeyError, ValueError)
 
 
 if __name__ == "__main__":

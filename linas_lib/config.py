@@ -14,8 +14,8 @@ import numpy as np
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from linas_lib.api.objective import Objective
-from linas_lib.measurements import latency_column
+from linas_lib.api.objective import Objective, latency_column
+from linas_lib.messages import short_repr
 
 COMPLEXITY_OBJECTIVES = ("macs", "params")
 
@@ -98,7 +98,7 @@ class SupernetConfig(_Strict):
     def _load_plugin(cls, data: Any) -> Any:
         # Before `name` is checked: the file is what registers the name.
         if isinstance(data, dict) and data.get("plugin_file"):
-            from linas_lib.supernets import load_plugin_file
+            from linas_lib.registry import load_plugin_file
 
             if not isinstance(data["plugin_file"], str):
                 return data  # the field's own type check names it
@@ -136,19 +136,14 @@ class SupernetConfig(_Strict):
             space = build(**self.params)
         except Exception as exc:  # e.g. SearchSpace's "needs at least one variable"
             raise ValueError(f"super-network {self.name}: no search space from supernet.params "
-                             f"{_short(self.params)}: {exc}") from None
+                             f"{short_repr(self.params)}: {exc}") from None
         variables = list(getattr(space, "variables", None) or [])
         if not variables:
-            raise ValueError(f"super-network {self.name}: supernet.params {_short(self.params)} give an empty search space")
+            raise ValueError(f"super-network {self.name}: supernet.params {short_repr(self.params)} give an empty search space")
         empty = [getattr(v, "name", "?") for v in variables if not getattr(v, "options", None)]
         if empty:
             raise ValueError(f"super-network {self.name}: variable(s) {empty} of the search space have no options")
         return self
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_params(what: str, plugin: Any, params: dict[str, Any], where: str) -> None:
@@ -179,7 +174,7 @@ def _check_params(what: str, plugin: Any, params: dict[str, Any], where: str) ->
             TypeAdapter(hints[name]).validate_python(value)
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"] if exc.errors() else "wrong type"
-            raise ValueError(f"{where}.{name}: {reason} (got {_short(value)})") from None
+            raise ValueError(f"{where}.{name}: {reason} (got {short_repr(value)})") from None
         except Exception:  # a hint pydantic cannot check
             continue
 
@@ -268,9 +263,10 @@ class TargetConfig(Placement):
 
     @property
     def image_role(self) -> str:
-        if self.backend == "openvino":
-            return "openvino"
-        return "cuda" if self.device == "cuda" else "base"
+        """The container image this target's latency pod runs in (the backend's choice)."""
+        from linas_lib.backends import backend_image_role
+
+        return backend_image_role(self.backend, self.device)
 
 
 class AccuracyPlacement(Placement):
@@ -491,7 +487,7 @@ class SearchConfig(_Strict):
         if v == "auto" and isinstance(v, str):
             return v
         if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 100_000:
-            raise ValueError(f"must be 'auto' or an integer from 2 to 100000, got {_short(v)}")
+            raise ValueError(f"must be 'auto' or an integer from 2 to 100000, got {short_repr(v)}")
         return v
 
     @property
@@ -684,7 +680,7 @@ def _format_errors(exc: ValidationError) -> str:
             allowed = _allowed_keys(err["loc"][:-1])
             msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif err["type"] != "value_error" and not isinstance(err.get("input"), dict):
-            msg += f" (got {_short(err['input'])})"
+            msg += f" (got {short_repr(err['input'])})"
         if msg.startswith("."):  # a path inside the field (a key of a params dict)
             lines.append(f"  {where}{msg}")
         else:

@@ -16,23 +16,25 @@ from linas_lib.config import LinasConfig
 def parse_subnet(space, subnet: str, seed: int = 0) -> np.ndarray:
     """'random', a JSON list of gene indices, or comma-separated indices -> canonical encoding."""
     from linas_lib.api.search_space import InvalidEncodingError
+    from linas_lib.messages import short_repr
 
     if subnet.strip() == "random":
         return space.sample(1, seed)[0]
     text = subnet.strip()
+    shown = short_repr(text, 62)  # a long --subnet is not echoed whole
     if text.startswith("["):
         try:
             genes = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidEncodingError(f"--subnet {_clip(text)}: not a JSON list of gene indices ({exc.msg})") from None
+            raise InvalidEncodingError(f"--subnet {shown}: not a JSON list of gene indices ({exc.msg})") from None
         if not isinstance(genes, list) or any(isinstance(g, list) for g in genes):
-            raise InvalidEncodingError(f"--subnet {_clip(text)}: expected one flat list of {space.n_var} gene indices")
+            raise InvalidEncodingError(f"--subnet {shown}: expected one flat list of {space.n_var} gene indices")
     else:
         genes = [_gene(g.strip()) for g in text.split(",") if g.strip()]
     try:
         return space.canonicalize(genes)[0]
     except InvalidEncodingError as exc:
-        raise InvalidEncodingError(f"--subnet {_clip(text)}: {exc}") from None
+        raise InvalidEncodingError(f"--subnet {shown}: {exc}") from None
 
 
 def _gene(text: str):
@@ -44,10 +46,6 @@ def _gene(text: str):
             return float(text)  # '2.0' is fine, '1.5' and 'nan' are named by validation
         except ValueError:
             return text
-
-
-def _clip(text: str, limit: int = 60) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_names: list[str] | None = None) -> list[dict[str, Any]]:

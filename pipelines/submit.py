@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from linas_lib.config import LinasConfig
-from pipelines.linas_pipeline import compile_pipeline
 
 
 class SubmitError(RuntimeError):
@@ -152,6 +151,8 @@ def _client(host: str, namespace: str | None):
 
 
 def _package(config: LinasConfig, folder: str) -> str:
+    from pipelines.linas_pipeline import compile_pipeline  # kfp: SubmitError is importable without it
+
     return compile_pipeline(config, str(Path(folder) / f"linas-{config.name}.yaml"))
 
 

@@ -77,3 +77,9 @@ def test_images_end_as_the_uid_the_pipeline_runs_as(role):
     users = re.findall(r"^USER (\S+)$", _text(role), re.M)
     cluster = ClusterConfig()
     assert users[-1] == f"{cluster.run_as_user}:{cluster.run_as_group}", role
+
+
+def test_the_pipeline_images_install_the_kubeflow_and_s3_extras():
+    """The components run in kfp's executor and reach s3:// stores: the core alone does not."""
+    assert '".[kubeflow,s3]"' in _text("base")
+    assert 'p["optional-dependencies"]["kubeflow"] + p["optional-dependencies"]["s3"]' in _text("cuda")

@@ -54,7 +54,7 @@ def test_elastic_cnn_closed_form_complexity_equals_the_modules_own_count():
     from linas_lib.supernets import elastic_cnn as E
 
     space = E.build_space()
-    net = E._torch_modules()()
+    net = E._new_net()
     X = space.canonicalize(np.vstack([np.zeros(space.n_var, np.int64), space.upper, space.sample(6, 3)]))
     closed = E.complexity_of(X)
     for i, x in enumerate(X):

@@ -43,25 +43,24 @@ from typing import Any, Callable
 
 from linas_lib.registry import Registry
 
-algorithm_registry: Registry[Callable[..., Any]] = Registry("algorithm")
+algorithm_registry: Registry[Callable[..., Any]] = Registry(
+    "algorithm",
+    group="linas.algorithms",
+    builtins=("linas_lib.algos.motpe", "linas_lib.algos.nsga2", "linas_lib.algos.pymoo_algos",
+              "linas_lib.algos.random_search"),
+)
 
 _FIXED = ("space", "n_obj", "budget", "seed")
 
 
-def _load_builtins() -> None:
-    from linas_lib.algos import motpe, nsga2, pymoo_algos, random_search  # noqa: F401
-
-
 def algorithm_params(name: str) -> dict[str, Any]:
     """The settings algorithm `name` takes, with their defaults."""
-    _load_builtins()
     factory = algorithm_registry.get(name)
     params = inspect.signature(factory).parameters
     return {k: p.default for k, p in params.items() if k not in _FIXED and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
 def build_searcher(name: str, space, n_obj: int, budget: int, seed: int, **params: Any):
-    _load_builtins()
     factory = algorithm_registry.get(name)
     allowed = algorithm_params(name)
     unknown = sorted(set(params) - set(allowed))
@@ -74,5 +73,4 @@ def build_searcher(name: str, space, n_obj: int, budget: int, seed: int, **param
 
 
 def algorithm_names() -> list[str]:
-    _load_builtins()
     return algorithm_registry.names()

@@ -32,6 +32,11 @@ class Objective:
         return self.sign * np.asarray(values, dtype=float)
 
 
+def latency_column(target: str) -> str:
+    """The measurement-table column of a hardware target's latency."""
+    return f"latency@{target}"
+
+
 def to_min_matrix(objectives: list[Objective], columns: dict[str, np.ndarray]) -> np.ndarray:
     """Stack measured columns into an (n, n_obj) matrix in minimization form."""
     return np.column_stack([o.to_min(columns[o.name]) for o in objectives])

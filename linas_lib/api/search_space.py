@@ -21,14 +21,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from linas_lib.messages import short_repr
+
 
 class InvalidEncodingError(ValueError):
     """An encoding that names no network of the space."""
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -102,8 +99,8 @@ class SearchSpace:
         if isinstance(value, np.generic):
             value = value.item()
         return InvalidEncodingError(
-            f"gene {column} ({var.name!r}) {problem}, got {_short(value)}; allowed: option indices "
-            f"0..{len(var.options) - 1} for options {_short(list(var.options), 200)}"
+            f"gene {column} ({var.name!r}) {problem}, got {short_repr(value)}; allowed: option indices "
+            f"0..{len(var.options) - 1} for options {short_repr(list(var.options), 200)}"
         )
 
     def validate(self, encodings: Any) -> np.ndarray:
@@ -118,7 +115,7 @@ class SearchSpace:
         elif isinstance(encodings, (str, bytes, dict, set)) or np.isscalar(encodings):
             raise InvalidEncodingError(
                 f"an encoding of {self.name!r} is a list of {self.n_var} gene indices "
-                f"({', '.join(self.names)}); got {_short(encodings)}"
+                f"({', '.join(self.names)}); got {short_repr(encodings)}"
             )
         elif isinstance(encodings, np.ndarray):
             arr = encodings

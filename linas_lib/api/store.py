@@ -11,9 +11,10 @@ import io
 import json
 import os
 import time
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by the table helpers: a config check or `linas --help` never needs it
+    import pandas as pd
 
 
 class StoreError(RuntimeError):
@@ -179,6 +180,8 @@ def put_table(store: Store, key: str, frame: pd.DataFrame) -> None:
 
 
 def get_table(store: Store, key: str) -> pd.DataFrame:
+    import pandas as pd
+
     data = get_checked(store, key)
     try:
         return pd.read_parquet(io.BytesIO(data))

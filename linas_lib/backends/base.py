@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -75,6 +76,9 @@ class Backend:
     runtime_package = ""  # the distribution whose version is part of the hardware fingerprint
     devices: Sequence[str] = ("cpu",)
     precisions: Sequence[str] = ("fp32",)
+    # the container image a target's latency pod runs in, per device: a role of
+    # components.images (base: CPU torch + ONNX Runtime, cuda: CUDA builds, openvino)
+    image_roles: Mapping[str, str] = MappingProxyType({"cpu": "base", "cuda": "cuda"})
     device_hint = ""
     precision_hint = ""
 

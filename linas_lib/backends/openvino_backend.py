@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import time
+from types import MappingProxyType
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class OpenVINOBackend(Backend):
     runtime_package = "openvino"
     devices = ("cpu",)
     precisions = ("fp32", "int8")
+    image_roles = MappingProxyType({"cpu": "openvino"})  # OpenVINO and NNCF are in that image only
     device_hint = "OpenVINO has no CUDA device; measure NVIDIA GPUs with the torch or onnxruntime backend"
 
     def __init__(
@@ -74,14 +76,15 @@ class OpenVINOBackend(Backend):
         except ImportError as exc:
             raise RuntimeError(
                 f"openvino backend: the openvino package is not installed ({exc}); "
-                "pip install -c constraints.txt openvino nncf"
+                "install the openvino extra: pip install 'linas[openvino]'"
             ) from None
         if self.precision == "int8":
             try:
                 import nncf  # noqa: F401
             except ImportError as exc:
                 raise RuntimeError(
-                    f"openvino backend: precision 'int8' needs nncf ({exc}); pip install -c constraints.txt nncf"
+                    f"openvino backend: precision 'int8' needs nncf ({exc}); install the openvino extra: "
+                    "pip install 'linas[openvino]'"
                 ) from None
         self._core = ov.Core()
 

@@ -10,16 +10,14 @@ from typing import Any, Callable
 from linas_lib.registry import Registry
 
 PredictorFactory = Callable[..., Any]
-predictor_registry: Registry[PredictorFactory] = Registry("predictor")
+predictor_registry: Registry[PredictorFactory] = Registry(
+    "predictor", group="linas.predictors", builtins=("linas_lib.predictors.zoo",)
+)
 
 
 def build_predictor(name: str, space, **params):
-    from linas_lib.predictors import zoo  # noqa: F401  (fills the registry)
-
     return predictor_registry.get(name)(space, **params)
 
 
 def predictor_names() -> list[str]:
-    from linas_lib.predictors import zoo  # noqa: F401
-
     return predictor_registry.names()

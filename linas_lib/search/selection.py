@@ -28,7 +28,7 @@ from linas_lib.registry import Registry
 
 Selector = Callable[..., np.ndarray]
 NEEDS_UNCERTAINTY = {"ehvi", "ehvi_rank"}  # their predictors are fitted as bootstrap ensembles
-selection_registry: Registry[Selector] = Registry("selection strategy")
+selection_registry: Registry[Selector] = Registry("selection strategy", group="linas.selections")
 
 REFERENCE = 1.1          # of the measured front's box, as for the hypervolume
 MAX_CANDIDATES = 500     # scored by EHVI; the rest are ranked out before

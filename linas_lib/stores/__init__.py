@@ -6,12 +6,12 @@ from urllib.parse import urlparse
 from linas_lib.api.store import Store
 from linas_lib.registry import Registry
 
-store_registry: Registry = Registry("store scheme")
+store_registry: Registry = Registry(
+    "store scheme", group="linas.stores", builtins=("linas_lib.stores.local", "linas_lib.stores.s3")
+)
 
 
 def open_store(uri: str) -> Store:
-    from linas_lib.stores import local, s3  # noqa: F401  (register "file" and "s3")
-
     parsed = urlparse(uri)
     scheme = parsed.scheme if len(parsed.scheme) > 1 else "file"  # C:\ is not a scheme
     if scheme == "file":

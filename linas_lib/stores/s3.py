@@ -62,6 +62,9 @@ class S3Store:
         backoff_s: float = 0.25,
         timeout_s: float = 10.0,
     ):
+        from linas_lib.extras import require
+
+        require("s3", "an s3:// store")
         import urllib3
         from minio import Minio
 

@@ -5,69 +5,20 @@ from typing import Any
 
 from linas_lib.registry import Registry
 
-supernet_registry: Registry = Registry("super-network")
-
-
-def _load_builtins() -> None:
-    from linas_lib.supernets import elastic_cnn, ncf, transformer  # noqa: F401
-    from linas_lib.supernets import ofa  # noqa: F401  (ofa_mbv3, ofa_resnet50)
-    from linas_lib.supernets import nasbench201  # noqa: F401  (tabular NAS-Bench-201)
-
-
-ENTRY_POINT_GROUP = "linas.supernets"
-_entry_points_loaded = False
-
-
-def _load_entry_points() -> None:
-    """Import installed plugins (entry-point group `linas.supernets`) once."""
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        plugin = ep.load()
-        if ep.name not in supernet_registry and isinstance(plugin, type):
-            supernet_registry.register(ep.name)(plugin)
-
-
-_loaded_files: dict[str, Any] = {}
-
-
-def load_plugin_file(path: str) -> None:
-    """Execute a plugin file the user named in the config; it registers its plugins."""
-    import importlib.util
-    from pathlib import Path
-
-    resolved = str(Path(path).expanduser().resolve())
-    if resolved in _loaded_files:
-        return
-    if not Path(resolved).is_file():
-        raise FileNotFoundError(f"supernet.plugin_file {path!r} does not exist")
-    import sys
-
-    name = f"linas_plugin_{len(_loaded_files)}"
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    module = importlib.util.module_from_spec(spec)
-    _loaded_files[resolved] = module
-    # in sys.modules while it runs, as for any import: dataclasses and pickling look the module up there
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception:
-        del _loaded_files[resolved]
-        sys.modules.pop(name, None)
-        raise
-
-
-def _load_all() -> None:
-    _load_builtins()
-    _load_entry_points()
+supernet_registry: Registry = Registry(
+    "super-network",
+    group="linas.supernets",
+    builtins=(
+        "linas_lib.supernets.elastic_cnn",
+        "linas_lib.supernets.ncf",
+        "linas_lib.supernets.transformer",
+        "linas_lib.supernets.ofa",  # ofa_mbv3, ofa_resnet50
+        "linas_lib.supernets.nasbench201",  # tabular NAS-Bench-201
+    ),
+)
 
 
 def supernet_class(name: str):
-    _load_all()
     return supernet_registry.get(name)
 
 
@@ -76,7 +27,6 @@ def build_supernet(name: str, **params: Any):
 
 
 def supernet_names() -> list[str]:
-    _load_all()
     return supernet_registry.names()
 
 

@@ -513,9 +513,9 @@ def test_the_cli_refuses_a_secret_checkpoint_before_compiling(tmp_path, capsys):
 def test_run_parameters_refuse_credentials_too():
     import argparse
 
-    from linas_lib.cli import _run_arguments
+    from pipelines.cli import run_arguments
 
     args = argparse.Namespace(param=[f"checkpoint={HOSTILE_LOCATIONS[0]}"], store=None)
     with pytest.raises(ConfigError, match="run parameter checkpoint: must not contain") as info:
-        _run_arguments(args)
+        run_arguments(args)
     assert FAKE_SECRET not in str(info.value)

@@ -289,8 +289,8 @@ def test_only_a_named_plugin_file_is_executed():
         for node, func in _calls(path):
             if func.endswith(("exec_module", "spec_from_file_location", "run_path", "load_source")):
                 sites.append((path.relative_to(ROOT).as_posix(), func.split(".")[-1]))
-    assert sorted(set(sites)) == [("linas_lib/supernets/__init__.py", "exec_module"),
-                                  ("linas_lib/supernets/__init__.py", "spec_from_file_location")]
+    assert sorted(set(sites)) == [("linas_lib/registry.py", "exec_module"),
+                                  ("linas_lib/registry.py", "spec_from_file_location")]
 
 
 def test_unpickling_happens_only_on_trusted_data():
