@@ -26,12 +26,10 @@ MAX_TARGETS = 4
 
 # Apply the run's parameters (set in the UI) to the compiled config; validate once.
 @component
-def resolve_config(config_json: str, compiled_iterations: int, seed: int, max_iterations: int, population: int,
-                   inner_evaluations: int, early_stop_threshold: float, early_stop_window: int) -> str:
+def resolve_config(config_json: str, compiled_iterations: int, overrides: dict) -> str:
     from linas_lib import stages
 
-    return stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
-                                 inner_evaluations, early_stop_threshold, early_stop_window)
+    return stages.resolve_config(config_json, compiled_iterations, overrides)
 
 
 # Take the store's one-writer lease; draw the initial population (seeded), or start
@@ -108,14 +106,12 @@ def run_moea(config_json: str, iteration: int, measurements: Input[Dataset], pre
 # Pareto fronts, hypervolume curve and predictor quality for the Kubeflow UI. It is
 # the exit task, so it takes the raw run parameters and reads the run's store.
 @component
-def report(store_uri: str, run_id: str, config_json: str, compiled_iterations: int, seed: int, max_iterations: int,
-           population: int, inner_evaluations: int, early_stop_threshold: float, early_stop_window: int,
+def report(store_uri: str, run_id: str, config_json: str, compiled_iterations: int, overrides: dict,
            html: Output[HTML], summary: Output[Markdown], metrics: Output[Metrics]):
     from linas_lib import stages
 
     try:
-        config_json = stages.resolve_config(config_json, compiled_iterations, seed, max_iterations, population,
-                                            inner_evaluations, early_stop_threshold, early_stop_window)
+        config_json = stages.resolve_config(config_json, compiled_iterations, overrides)
     except ValueError as exc:  # the run failed in "apply run parameters": say why, do not retry
         stages.report_refused(str(exc), html.path, summary.path)
         return

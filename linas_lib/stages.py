@@ -8,6 +8,7 @@ run directory looks the same whether it came from `linas search` or a pipeline.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,52 @@ def _population(path: str) -> Population:
     return Population.from_dict(_read_json(path))
 
 
-def resolve_config(
-    config_json: str,
-    compiled_iterations: int,
-    seed: int,
-    max_iterations: int,
-    population: int,
-    inner_evaluations: int,
-    early_stop_threshold: float,
-    early_stop_window: int,
-) -> str:
+# A pipeline run's parameters: the Kubeflow UI's `overrides` object and `--param` of submit and
+# schedule. Each maps to one dotted config key; defaults, checks and resolution all read this table.
+RUN_PARAMETERS: dict[str, tuple[str, type]] = {
+    "seed": ("seed", int),
+    "max_iterations": ("search.max_iterations", int),   # 1..the compiled iterations
+    "population": ("search.population", int),           # 0: "auto"
+    "inner_evaluations": ("search.inner.evaluations", int),
+    "early_stop_threshold": ("search.early_stop.threshold", float),
+    "early_stop_window": ("search.early_stop.window", int),
+}
+
+
+def run_parameter_defaults(config: LinasConfig) -> dict[str, Any]:
+    """The compiled config's value of every run parameter."""
+    values = {}
+    for name, (key, _) in RUN_PARAMETERS.items():
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        values[name] = value
+    values["max_iterations"] = config.search.iterations
+    values["population"] = config.search.population if isinstance(config.search.population, int) else 0
+    return values
+
+
+def check_run_parameters(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Names and types of run parameters, checked; integral floats become ints (JSON
+    objects in KFP carry every number as a double)."""
+    out = {}
+    for name, value in overrides.items():
+        if name not in RUN_PARAMETERS:
+            raise ValueError(f"{name}: not a run parameter; allowed: {', '.join(RUN_PARAMETERS)}")
+        kind = RUN_PARAMETERS[name][1]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}={value!r}: must be a finite number")
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        allowed = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise ValueError(f"{name}={value!r}: expected {'an integer' if kind is int else 'a number'}, "
+                             f"got {type(value).__name__}")
+        out[name] = kind(value)
+    return out
+
+
+def resolve_config(config_json: str, compiled_iterations: int, overrides: dict[str, Any] | None = None) -> str:
     """Apply a run's parameters (set in the Kubeflow UI) to the compiled config, validated.
 
     The graph has `compiled_iterations` iterations, so a parameter that needs more is
@@ -63,18 +100,17 @@ def resolve_config(
     population too small to spend the budget in the compiled iterations is refused.
     """
     config = _config(config_json)
+    values = run_parameter_defaults(config) | check_run_parameters(overrides or {})
+    max_iterations, population = values["max_iterations"], values["population"]
     if not 1 <= max_iterations <= compiled_iterations:
         raise ValueError(
             f"max_iterations: must be 1..{compiled_iterations} (the iterations this pipeline was compiled with), "
             f"got {max_iterations}; recompile with a larger search.evaluations for more"
         )
     resolved = config.with_overrides(**{
-        "seed": seed,
+        **{RUN_PARAMETERS[name][0]: value for name, value in values.items()},
         "search.population": population or "auto",
-        "search.inner.evaluations": inner_evaluations,
         "search.max_iterations": None,
-        "search.early_stop.threshold": early_stop_threshold,
-        "search.early_stop.window": early_stop_window,
     })
     needed = resolved.search.iterations
     if needed > compiled_iterations:

@@ -19,6 +19,7 @@ from kfp import dsl, kubernetes
 from components import stages
 from components.images import image
 from linas_lib.config import LinasConfig, Placement, Resources, TargetConfig
+from linas_lib.stages import run_parameter_defaults
 
 # The label MinIO's NetworkPolicy admits (manifests/base/networkpolicy.yaml).
 STORE_CLIENT_LABEL = ("linas.io/store-client", "true")
@@ -195,26 +196,17 @@ def build_pipeline(config: LinasConfig):
     for i, target in enumerate(config.targets):  # refuse a non-Guaranteed latency pod before building
         latency_resources(target, i)
     iterations = config.search.iterations
-    search = config.search
 
     @dsl.pipeline(name=f"linas-{config.name}".lower().replace("_", "-").replace(".", "-"),
                   description=f"LINAS search '{config.name}': up to {iterations} iterations")
     def linas(
         store_uri: str = config.store or "",
         checkpoint: str = config.supernet.checkpoint or "",
-        seed: int = config.seed,
-        max_iterations: int = iterations,
-        population: int = search.population if isinstance(search.population, int) else 0,  # 0: 'auto'
-        inner_evaluations: int = search.inner.evaluations,
-        early_stop_threshold: float = search.early_stop.threshold,
-        early_stop_window: int = search.early_stop.window,
+        # the run parameters (linas_lib.stages.RUN_PARAMETERS), as one JSON object: edit any in the UI
+        overrides: dict = run_parameter_defaults(config),
         config_json: str = config.to_json(),
     ):
-        run_parameters = dict(
-            config_json=config_json, compiled_iterations=iterations, seed=seed, max_iterations=max_iterations,
-            population=population, inner_evaluations=inner_evaluations,
-            early_stop_threshold=early_stop_threshold, early_stop_window=early_stop_window,
-        )
+        run_parameters = dict(config_json=config_json, compiled_iterations=iterations, overrides=overrides)
         # The report is the exit task: it runs after the last iteration that ran, early
         # stop or failure alike, and reads the run's measurements from the store.
         report = _common(stages.report(store_uri=store_uri, run_id=RUN_ID, **run_parameters), config, "report",

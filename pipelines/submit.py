@@ -6,7 +6,6 @@ cron expression is parsed as KFP's scheduler parses it.
 """
 from __future__ import annotations
 
-import math
 import re
 import tempfile
 from dataclasses import dataclass
@@ -104,32 +103,40 @@ def _store_uri(value: str) -> None:
 
 def validate_arguments(config: LinasConfig, package: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Check every run parameter (name, type, range, budget, store_uri scheme) before
-    anything is sent; SubmitError names the parameter and what is allowed."""
+    anything is sent; SubmitError names the parameter and what is allowed. Returns the
+    arguments as the pipeline takes them: the run parameters gathered into `overrides`
+    over the compiled defaults (a JSON object parameter is replaced whole, never merged)."""
     from linas_lib.config import ConfigError, config_from_json
-    from linas_lib.stages import resolve_config
+    from linas_lib.stages import RUN_PARAMETERS, check_run_parameters, resolve_config
 
     parameters = _pipeline_parameters(package)
-    for name, value in arguments.items():
-        if name not in parameters:
-            raise SubmitError(f"--param {name}: not a parameter of this pipeline; allowed: {', '.join(sorted(parameters))}")
+    allowed_names = sorted((set(parameters) - {"overrides"}) | set(RUN_PARAMETERS))
+    given = dict(arguments)
+    overrides = dict(given.pop("overrides", None) or {})
+    for name in [n for n in given if n in RUN_PARAMETERS]:
+        overrides[name] = given.pop(name)
+    for name, value in given.items():
+        if name not in parameters or name == "overrides":
+            raise SubmitError(f"--param {name}: not a parameter of this pipeline; allowed: {', '.join(allowed_names)}")
         kind = parameters[name]["parameterType"]
         allowed = _PARAMETER_TYPES.get(kind, (object,))
         if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
             raise SubmitError(f"--param {name}={value!r}: expected {kind.lower().replace('_', ' ')}, "
                               f"got {type(value).__name__}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SubmitError(f"--param {name}={value!r}: must be a finite number")
-    values = {name: p.get("defaultValue") for name, p in parameters.items()} | arguments
-    if "store_uri" in arguments or not values.get("store_uri"):
+    try:
+        overrides = check_run_parameters(overrides)
+    except ValueError as exc:
+        raise SubmitError(f"--param {exc}") from None
+    values = {name: p.get("defaultValue") for name, p in parameters.items()} | given
+    if "store_uri" in given or not values.get("store_uri"):
         _store_uri(values.get("store_uri") or "")
+    defaults = check_run_parameters(parameters["overrides"].get("defaultValue") or {})
     try:
         compiled = config_from_json(values["config_json"])
-        resolve_config(values["config_json"], compiled.search.iterations, int(values["seed"]),
-                       int(values["max_iterations"]), int(values["population"]), int(values["inner_evaluations"]),
-                       float(values["early_stop_threshold"]), int(values["early_stop_window"]))
+        resolve_config(values["config_json"], compiled.search.iterations, defaults | overrides)
     except (ConfigError, ValueError) as exc:
         raise SubmitError(f"run parameters refused: {exc}") from None
-    return arguments
+    return {**given, "overrides": defaults | overrides} if overrides else given
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import yaml
 from components.images import image
 from kfp_server import kfp_server
 from linas_lib.config import config_from_dict
-from linas_lib.stages import resolve_config
+from linas_lib.stages import RUN_PARAMETERS, resolve_config, run_parameter_defaults
 from pipelines.cluster import PreflightError, check_placements, preflight
 from pipelines.linas_pipeline import compile_pipeline
 from pipelines.submit import SubmitError, schedule_run, submit_run, validate_cron
@@ -151,20 +151,34 @@ def test_run_parameters_are_exposed_and_applied():
         compile_pipeline(config, str(path))
         spec = next(yaml.safe_load_all(path.read_text()))
     params = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("seed", "max_iterations", "population", "inner_evaluations", "early_stop_threshold",
-                 "early_stop_window", "store_uri", "checkpoint"):
-        assert name in params
-    resolved = config_from_dict(json.loads(resolve_config(config.to_json(), 3, 7, 2, 12, 500, 0.01, 1)))
+    assert set(params) == {"store_uri", "checkpoint", "config_json", "overrides"}
+    # the run parameters travel as one JSON object whose defaults are the compiled config's
+    assert params["overrides"]["parameterType"] == "STRUCT"
+    assert params["overrides"]["defaultValue"] == run_parameter_defaults(config) == {
+        "seed": config.seed, "max_iterations": 3, "population": 10, "inner_evaluations": config.search.inner.evaluations,
+        "early_stop_threshold": config.search.early_stop.threshold, "early_stop_window": config.search.early_stop.window}
+    assert set(RUN_PARAMETERS) == set(params["overrides"]["defaultValue"])
+
+    def resolve(**overrides):
+        return resolve_config(config.to_json(), 3, overrides)
+
+    resolved = config_from_dict(json.loads(resolve(seed=7, max_iterations=2, population=12, inner_evaluations=500,
+                                                   early_stop_threshold=0.01, early_stop_window=1)))
     assert resolved.seed == 7 and resolved.search.population == 12 and resolved.search.inner.evaluations == 500
     assert resolved.search.iterations == 2 and resolved.search.early_stop.threshold == 0.01
+    assert config_from_dict(json.loads(resolve(seed=7.0))).seed == 7  # KFP's JSON numbers are doubles
     with pytest.raises(ValueError, match=r"max_iterations: must be 1..3 \(the iterations this pipeline"):
-        resolve_config(config.to_json(), 3, 7, 5, 12, 500, 0.0, 1)
+        resolve(max_iterations=5)
     with pytest.raises(ValueError, match=r"max_iterations: must be 1..3"):
-        resolve_config(config.to_json(), 3, 7, 0, 12, 500, 0.0, 1)  # 0 is not "all"
+        resolve(max_iterations=0)  # 0 is not "all"
     # the budget is kept: population 5 needs 6 iterations for 30 evaluations, the graph has 3
     with pytest.raises(ValueError, match=r"population: 5 needs 6 iterations .* use population >= 10"):
-        resolve_config(config.to_json(), 3, 7, 3, 5, 500, 0.0, 1)
-    bigger = config_from_dict(json.loads(resolve_config(config.to_json(), 3, 7, 3, 15, 500, 0.0, 1)))
+        resolve(population=5)
+    with pytest.raises(ValueError, match=r"populaton: not a run parameter; allowed: seed, max_iterations"):
+        resolve(populaton=5)
+    with pytest.raises(ValueError, match=r"seed=2.5: expected an integer, got float"):
+        resolve(seed=2.5)
+    bigger = config_from_dict(json.loads(resolve(population=15)))
     assert bigger.search.plan() == [15, 15]  # a larger population spends the same budget in fewer
 
 
@@ -182,16 +196,20 @@ def test_submit_creates_the_experiment_once_and_a_run_with_the_pipeline_spec():
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "linas-k8s"
     # the kfp-kubernetes platform spec (node selectors, secrets) travels with the run
     assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
-    assert run["runtime_config"]["parameters"] == {"seed": 3, "store_uri": "s3://linas/runs/a"}
+    sent = run["runtime_config"]["parameters"]
+    assert sent == {"store_uri": "s3://linas/runs/a", "overrides": {**run_parameter_defaults(config), "seed": 3}}
+    assert fake.runs[1]["runtime_config"]["parameters"] == {}  # nothing given, nothing sent: the compiled defaults
     assert first.id == fake.runs[0]["run_id"]
     # every run executes as the runner service account of manifests/runner
     assert {r["service_account"] for r in fake.runs} == {"linas-pipeline-runner"}
 
 
 @pytest.mark.parametrize("arguments,message", [
-    ({"populaton": 5}, "--param populaton: not a parameter of this pipeline; allowed: checkpoint, config_json"),
-    ({"population": "abc"}, "--param population='abc': expected number integer, got str"),
-    ({"population": True}, "--param population=True: expected number integer, got bool"),
+    ({"populaton": 5}, "--param populaton: not a parameter of this pipeline; allowed: checkpoint, config_json, "
+                       "early_stop_threshold"),
+    ({"population": "abc"}, "--param population='abc': expected an integer, got str"),
+    ({"population": True}, "--param population=True: expected an integer, got bool"),
+    ({"overrides": {"populaton": 5}}, "--param populaton: not a run parameter; allowed: seed"),
     ({"store_uri": "relative/x"}, "--param store_uri='relative/x': a run on the cluster needs an s3://BUCKET/PREFIX"),
     ({"store_uri": "s3://linas"}, "needs an s3://BUCKET/PREFIX"),
     ({"max_iterations": 0}, "max_iterations: must be 1..3"),
@@ -246,7 +264,7 @@ def test_schedule_creates_a_recurring_run_with_cron_and_max_concurrency():
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
     assert int(body["max_concurrency"]) == 1
     assert body["service_account"] == "linas-pipeline-runner"
-    assert "seed" in body["pipeline_spec"]["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
+    assert "seed" in body["pipeline_spec"]["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]["overrides"]["defaultValue"]
     assert job.id == body["recurring_run_id"]
 
 
@@ -292,7 +310,8 @@ def test_cli_submit_with_skip_preflight(capsys, tmp_path):
     with kfp_server() as (fake, host):
         assert main(["pipeline", "submit", str(path), "--host", host, "--skip-preflight",
                      "--param", "seed=5", "--store", "s3://linas/runs/x"]) == 0
-    assert fake.runs[0]["runtime_config"]["parameters"] == {"seed": 5, "store_uri": "s3://linas/runs/x"}
+    sent = fake.runs[0]["runtime_config"]["parameters"]
+    assert sent["store_uri"] == "s3://linas/runs/x" and sent["overrides"]["seed"] == 5
     assert "submitted run" in capsys.readouterr().out
 
 
