@@ -266,8 +266,15 @@ class TargetConfig(Placement):
         return self
 
     def backend_params(self) -> dict[str, Any]:
-        base = self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s"})
+        """What the backend is built with; `params` override the fields (e.g. calibration_samples)."""
+        base = self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s",
+                                        "calibration_samples"})
         return {**base, **self.params}
+
+    @property
+    def calibration_count(self) -> int:
+        """INT8 calibration samples, as the backend gets them (the cache key records this)."""
+        return int(self.backend_params()["calibration_samples"])
 
     @property
     def records_quality(self) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from linas_lib.config import LinasConfig
+from linas_lib.config import LinasConfig, TargetConfig
 
 
 def parse_subnet(space, subnet: str, seed: int = 0) -> np.ndarray:
@@ -114,11 +114,16 @@ def export_subnet(run_dir: str, subnet_id: str, fmt: str, int8: bool = False, ou
     else:
         from linas_lib.backends.openvino_backend import OpenVINOBackend
 
-        backend = OpenVINOBackend(precision="int8" if int8 else "fp32")  # turns vendor telemetry off first
-        import openvino as ov
-        calibration = supernet.calibration_inputs(batch, max(1, -(-64 // batch))) if int8 else None
+        # the INT8 target's calibration, as measured; else the TargetConfig default
+        samples = next((t.calibration_count for t in config.targets if t.backend == "openvino"
+                        and t.precision == "int8"), TargetConfig.model_fields["calibration_samples"].default)
+        backend = OpenVINOBackend(precision="int8" if int8 else "fp32", calibration_samples=samples)
+        import openvino as ov  # after the backend: it turns vendor telemetry off first
+
+        calibration = supernet.calibration_inputs(batch, max(1, -(-samples // batch))) if int8 else None
         path = folder / f"{stem}.xml"
-        ov.save_model(backend.to_model(module, inputs, calibration), str(path))
+        # FP32 as measured: save_model would otherwise compress the weights to FP16
+        ov.save_model(backend.to_model(module, inputs, calibration), str(path), compress_to_fp16=False)
     (folder / f"{stem}.json").write_text(json.dumps({
         "subnet_id": subnet_id, "encoding": encoding.tolist(), "architecture": {k: str(v) for k, v in supernet.space.decode(encoding).items()},
         "supernet": config.supernet.name, "checkpoint_digest": getattr(supernet, "checkpoint_digest", None),

@@ -80,3 +80,41 @@ def test_export_openvino_int8_and_unknown_subnet(tmp_path, smoke_config, smoke_s
     assert main(["export", run_dir, "--subnet", "nope", "--format", "onnx"]) == 1
     assert "'nope' was not measured" in capsys.readouterr().err
     assert main(["export", run_dir, "--subnet", key, "--format", "onnx", "--int8"]) == 1
+
+
+def test_export_openvino_fp32_keeps_fp32_weights(tmp_path, smoke_config, smoke_supernet):
+    import openvino as ov
+    import torch
+
+    run_dir, key = _run_dir(tmp_path, smoke_config, smoke_supernet.space)
+    assert main(["export", run_dir, "--subnet", key, "--format", "openvino"]) == 0
+    model = ov.Core().read_model(str(tmp_path / "run" / "exports" / f"{key}.xml"))
+    weights = [op for op in model.get_ops() if op.get_type_name() == "Constant" and op.get_output_size()
+               and op.get_output_element_type(0).is_real()]
+    assert weights and all(op.get_output_element_type(0) == ov.Type.f32 for op in weights)
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    encoding = json.loads((tmp_path / "run" / "exports" / f"{key}.json").read_text())["encoding"]
+    module, (x,) = smoke_supernet.export_module(np.asarray(encoding), 8)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    got = compiled(x.numpy())[compiled.output(0)]
+    assert np.abs(got - expected).max() < 1e-4  # FP16 weights were off by ~1e-3
+
+
+def test_int8_calibration_samples_reach_openvino_and_the_cache_key(smoke_config, smoke_supernet):
+    from linas_lib.config import TargetConfig
+    from linas_lib.objectives import measure_latency, target_fingerprint
+
+    fast = {"batch_size": 8, "warmup": 1, "min_repeats": 3, "min_time_s": 0.01}
+    # 24 samples: three batches of 8, more than the backend's own default of 16
+    target = TargetConfig(name="ov-int8", backend="openvino", precision="int8", calibration_samples=24, **fast)
+    encoding = smoke_supernet.space.sample(1, 2)
+    (row,) = measure_latency(smoke_supernet, encoding, target)
+    assert not row["error"], row["error"]
+    assert row["fingerprint"]["calibration_samples"] == 24  # what NNCF was given
+    assert target_fingerprint(target)["calibration_samples"] == 24  # what the cache key records
+    # a backend setting in params wins, and the key follows it
+    other = TargetConfig(name="ov-int8", backend="openvino", precision="int8", params={"calibration_samples": 8}, **fast)
+    assert target_fingerprint(other)["calibration_samples"] == 8
+    (row,) = measure_latency(smoke_supernet, encoding, other)
+    assert row["fingerprint"]["calibration_samples"] == 8

@@ -40,7 +40,9 @@ def target_fingerprint(target) -> dict[str, Any]:
             fp["nncf_version"] = version("nncf")
         except PackageNotFoundError:
             fp["nncf_version"] = ""
-        fp["calibration_samples"] = target.calibration_samples
+        fp["calibration_samples"] = target.calibration_count
+        # 2: calibration_samples reaches NNCF (before, it always used 16 whatever the key said)
+        fp["int8_recipe"] = 2
     return fp
 
 
@@ -81,7 +83,7 @@ def measure_latency(
             if not hasattr(supernet, "calibration_inputs"):
                 raise ValueError(f"target {target.name!r}: INT8 needs calibration data, and the "
                                  f"{type(supernet).__name__} plugin has no calibration_inputs()")
-            n_batches = max(1, -(-target.calibration_samples // target.batch_size))
+            n_batches = max(1, -(-target.calibration_count // target.batch_size))
             backend.set_calibration(supernet.calibration_inputs(target.batch_size, n_batches))
         if normalize:
             module, inputs = supernet.export_module(space.canonicalize(space.upper)[0], target.batch_size)
