@@ -18,6 +18,10 @@ def _print_result(summary: dict, out: Path) -> None:
     print()
     print("hypervolume per iteration: " + ", ".join(f"{v:.4f}" for v in summary["hypervolume"]))
     print(f"report: {out / 'report.html'}")
+    from linas_lib.search.core import noisy_warnings
+
+    for line in noisy_warnings(summary):
+        print(f"linas: {line}", file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

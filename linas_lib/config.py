@@ -574,6 +574,13 @@ class MeasurementPolicy(_Strict):
     retries: int = Field(2, ge=0, le=10, description="attempts after the first")
     backoff_s: float = Field(1.0, ge=0, le=600, description="wait before retry k: backoff_s * 2**k")
     timeout_s: float | None = Field(None, gt=0, description="per sub-network and objective; null: no limit")
+    max_latency_cv: float | None = Field(
+        0.05, gt=0, le=10,
+        description="a latency whose CV (std/mean over the timed calls) exceeds this is timed again, up to "
+                    "noisy_retimes times (the steadiest timing is kept); a target with latencies still above it "
+                    "is flagged noisy in the summary and the CLI; null: never re-timed or flagged",
+    )
+    noisy_retimes: int = Field(2, ge=0, le=20, description="re-timings of a latency above max_latency_cv")
 
 
 class CacheConfig(_Strict):

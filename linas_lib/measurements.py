@@ -26,6 +26,25 @@ def latency_column(target: str) -> str:
     return f"latency@{target}"
 
 
+def cv_column(target: str) -> str:
+    return f"latency_cv@{target}"
+
+
+def cpu_column(target: str) -> str:
+    """Process CPU time per call (ms): unlike wall time, preemption on a busy host barely moves it."""
+    return f"latency_cpu@{target}"
+
+
+def load_column(target: str) -> str:
+    """The host's 1-minute load average when the latency was timed."""
+    return f"load_1m@{target}"
+
+
+def timings_column(target: str) -> str:
+    """How often the latency was timed: 1, plus a re-timing per noisy (high-CV) result."""
+    return f"latency_timings@{target}"
+
+
 def make_row(
     *,
     subnet_id: str,

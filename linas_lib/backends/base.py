@@ -77,6 +77,7 @@ class Backend:
     precisions: Sequence[str] = ("fp32",)
     device_hint = ""
     precision_hint = ""
+    timed = True  # False: the latency is looked up, not timed (re-timing a noisy one is pointless)
 
     def __init__(
         self,

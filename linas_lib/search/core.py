@@ -406,6 +406,44 @@ def _records(front: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in front[keep].to_dict("records")]
 
 
+def noisy_targets(config, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Targets with latencies whose CV stayed above `measurement.max_latency_cv` after re-timing:
+    how many, of how many, how spread, and the host's load when they were timed."""
+    from linas_lib.measurements import cv_column, latency_column, load_column
+
+    limit = config.measurement.max_latency_cv
+    out: dict[str, dict[str, Any]] = {}
+    for target in config.latency_targets if limit is not None else []:
+        ok = successful(frame, [latency_column(target.name)])
+        if cv_column(target.name) not in ok or ok.empty:
+            continue
+        cv = ok[cv_column(target.name)].to_numpy(dtype=float)
+        noisy = np.isfinite(cv) & (cv > limit)
+        if not noisy.any():
+            continue
+        entry: dict[str, Any] = {"noisy": int(noisy.sum()), "measured": int(np.isfinite(cv).sum()),
+                                 "max_latency_cv": limit, "median_cv": float(np.nanmedian(cv)),
+                                 "max_cv": float(np.nanmax(cv)), "noisy_subnets": ok["subnet_id"][noisy].tolist()}
+        if load_column(target.name) in ok:
+            load = ok[load_column(target.name)].to_numpy(dtype=float)
+            if np.isfinite(load).any():
+                entry["median_load_1m"] = float(np.nanmedian(load))
+        out[target.name] = entry
+    return out
+
+
+def noisy_warnings(summary: dict[str, Any]) -> list[str]:
+    """One line per noisy target of a summary, for the CLI."""
+    lines = []
+    for target, n in (summary.get("noisy_targets") or {}).items():
+        load = f", median load average {n['median_load_1m']:.1f}" if "median_load_1m" in n else ""
+        lines.append(f"warning: target {target}: {n['noisy']} of {n['measured']} latencies stayed noisy after "
+                     f"re-timing (CV above measurement.max_latency_cv {n['max_latency_cv']:.0%}, up to "
+                     f"{n['max_cv']:.0%}{load}): the host was busy, so their ranking is uncertain; measure on a "
+                     "quieter machine for a front to rely on")
+    return lines
+
+
 def summarize(
     config, frame: pd.DataFrame, previous: pd.DataFrame | None = None, drift: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -438,6 +476,7 @@ def summarize(
         "targets": targets,
         "transferability": transferability(config, frame) if has_data and len(targets) > 1 else {},
         "cache": cache_counts(frame),
+        "noisy_targets": noisy_targets(config, frame),
         "drift": drift or {},
         "previous": compare_fronts(config, previous, frame) if previous is not None and has_data else {},
     }
