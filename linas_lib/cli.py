@@ -149,22 +149,34 @@ def cmd_cluster_check(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    import secrets
+
     from linas_lib.deploy import measure_one, parse_subnet
     from linas_lib.supernets import load_supernet, supernet_space
 
     config = load_config(args.config)
+    random = args.subnet.strip() == "random"
+    # a fresh draw each call (not config.seed: that would always pick the same one); printed to repeat it
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     # check the encoding before loading (perhaps training) the super-network
-    encoding = parse_subnet(supernet_space(config.supernet.name, **config.supernet.params), args.subnet, config.seed)
+    encoding = parse_subnet(supernet_space(config.supernet.name, **config.supernet.params), args.subnet, seed)
     supernet = load_supernet(config.supernet)
     targets = [t for part in args.targets or [] for t in part.split(",") if t] or None
     rows = measure_one(config, supernet, encoding, targets)
-    print(f"sub-network {supernet.space.key(encoding)}: {encoding.tolist()}")
-    columns = ["target", "backend", "precision", "batch", "threads", "latency_ms", "cv", "p90_ms",
-               supernet.quality_metric, "error"]
+    drawn = f" (random, --seed {seed})" if random else ""
+    print(f"sub-network {supernet.space.key(encoding)}{drawn}: {encoding.tolist()}")
+    columns = ["target", "backend", "precision", "batch", "threads", "latency_ms", "cv", "p90_ms", "cpu_ms",
+               "load_1m", supernet.quality_metric, "error"]
     table = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
     for line in [columns, ["-" * w for w in widths], *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    limit = config.measurement.max_latency_cv
+    for r in rows:
+        if limit is not None and r.get("cv") is not None and r["cv"] > limit:
+            load = f", load average {r['load_1m']:.1f}" if r.get("load_1m") is not None else ""
+            print(f"linas: warning: target {r['target']}: latency CV {r['cv']:.0%} stayed above "
+                  f"measurement.max_latency_cv {limit:.0%} after re-timing{load}: the host is busy", file=sys.stderr)
     return 1 if any(r["error"] for r in rows) else 0
 
 
@@ -230,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     measure = sub.add_parser("measure", help="measure one sub-network on every listed target")
     measure.add_argument("config", type=Path)
-    measure.add_argument("--subnet", default="random", help="'random', or gene indices as JSON or comma-separated")
+    measure.add_argument("--subnet", default="random",
+                         help="'random' (a fresh draw each call), or gene indices as JSON or comma-separated")
+    measure.add_argument("--seed", type=int, help="seed of --subnet random, to draw the same one again")
     measure.add_argument("--targets", nargs="*", help="target names (default: all of the config's)")
     measure.set_defaults(func=cmd_measure)
 

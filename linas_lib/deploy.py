@@ -51,24 +51,29 @@ def _clip(text: str, limit: int = 60) -> str:
 
 
 def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Quality once, then latency on every chosen target: one row per target."""
+    """Quality once (when an objective of the config: a latency-only setup, e.g. OFA without
+    weights, has none to measure), then latency on every chosen target: one row per target."""
+    from linas_lib.measurements import cpu_column, latency_column, load_column
     from linas_lib.objectives import measure_latency, measure_quality
 
     names = target_names or [t.name for t in config.targets]
     unknown = sorted(set(names) - {t.name for t in config.targets})
     if unknown:
         raise ValueError(f"--targets: unknown target(s) {unknown}; the config has {[t.name for t in config.targets]}")
-    (quality,) = measure_quality(supernet, encoding[None, :])
+    wanted = supernet.quality_metric in config.objectives
+    (quality,) = measure_quality(supernet, encoding[None, :], wanted)
     rows = []
     for target in (t for t in config.targets if t.name in names):
-        (lat,) = measure_latency(supernet, encoding[None, :], target)
+        (lat,) = measure_latency(supernet, encoding[None, :], target, policy=config.measurement)
         fp = lat.get("fingerprint", {})
         rows.append({
             "target": target.name, "backend": target.backend, "precision": target.precision,
             "batch": target.batch_size, "threads": target.threads,
-            "latency_ms": lat["values"].get(f"latency@{target.name}"),
+            "latency_ms": lat["values"].get(latency_column(target.name)),
             "cv": lat["values"].get(f"latency_cv@{target.name}"),
             "p90_ms": lat["values"].get(f"latency_p90@{target.name}"),
+            "cpu_ms": lat["values"].get(cpu_column(target.name)),
+            "load_1m": lat["values"].get(load_column(target.name)),
             supernet.quality_metric: lat["values"].get(f"{supernet.quality_metric}@{target.name}",
                                                        quality["values"].get(supernet.quality_metric)),
             "error": "; ".join(e for e in (quality["error"], lat["error"]) if e),
