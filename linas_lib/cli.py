@@ -63,10 +63,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from linas_lib.supernets import prepare_checkpoint
     from pipelines.local import run_local
 
-    if not args.local:
-        print("linas pipeline run: only --local is available here; use `linas pipeline submit` for a cluster",
-              file=sys.stderr)
-        return 2
+    # always local (kfp.local): a cluster run is `linas pipeline submit`; --local stays accepted
     config = load_config(args.config)
     checkpoint = prepare_checkpoint(config.supernet)
     out = run_local(config, str(args.out), checkpoint=checkpoint)
@@ -194,12 +191,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+CONFIG_HELP = "the LINAS config (YAML), e.g. pipelines/configs/animal_mnist.yaml"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linas", description="Lightweight Iterative NAS on Kubeflow Pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     search = sub.add_parser("search", help="run a search in this process")
-    search.add_argument("config", type=Path)
+    search.add_argument("config", type=Path, help=CONFIG_HELP)
     where = search.add_mutually_exclusive_group(required=True)
     # plain strings: Path would fold s3://bucket into s3:/bucket
     where.add_argument("--out", help="run directory or s3:// URI (a finished run there seeds a recurring re-search)")
@@ -209,18 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = sub.add_parser("pipeline", help="compile or run the KFP pipeline").add_subparsers(dest="action", required=True)
     compile_ = pipeline.add_parser("compile", help="compile the pipeline to a KFP package (YAML)")
-    compile_.add_argument("config", type=Path)
-    compile_.add_argument("-o", "--output", type=Path, required=True)
+    compile_.add_argument("config", type=Path, help=CONFIG_HELP)
+    compile_.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.yaml",
+                          help="the package to write (its folder is created)")
     compile_.set_defaults(func=cmd_pipeline_compile)
 
     run = pipeline.add_parser("run", help="run the pipeline locally with kfp.local")
-    run.add_argument("config", type=Path)
-    run.add_argument("--local", action="store_true", help="execute with kfp.local's SubprocessRunner")
+    run.add_argument("config", type=Path, help=CONFIG_HELP)
+    run.add_argument("--local", action="store_true",
+                     help="execute with kfp.local's SubprocessRunner (the default and only choice: "
+                          "a cluster run is `linas pipeline submit`)")
     run.add_argument("--out", type=Path, required=True, help="run directory")
     run.set_defaults(func=cmd_pipeline_run)
 
     def remote(p: argparse.ArgumentParser) -> None:
-        p.add_argument("config", type=Path)
+        p.add_argument("config", type=Path, help=CONFIG_HELP)
         p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
         p.add_argument("--experiment", help="experiment name (created when missing; default: the config's name)")
         p.add_argument("--namespace", help="namespace where the run executes: the Kubeflow profile namespace in "
@@ -237,11 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     schedule = pipeline.add_parser("schedule", help="create a recurring run (re-search on a cron schedule)")
     remote(schedule)
     schedule.add_argument("--cron", required=True, help="6 fields, seconds first: '0 0 3 * * 1' = Mondays 03:00")
-    schedule.add_argument("--max-concurrency", type=int, default=1)
+    schedule.add_argument("--max-concurrency", type=int, default=1, help="recurring runs at once (default 1)")
     schedule.set_defaults(func=cmd_pipeline_schedule)
 
     measure = sub.add_parser("measure", help="measure one sub-network on every listed target")
-    measure.add_argument("config", type=Path)
+    measure.add_argument("config", type=Path, help=CONFIG_HELP)
     measure.add_argument("--subnet", default="random",
                          help="'random' (a fresh draw each call), or gene indices as JSON or comma-separated")
     measure.add_argument("--seed", type=int, help="seed of --subnet random, to draw the same one again")
@@ -249,9 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     measure.set_defaults(func=cmd_measure)
 
     export = sub.add_parser("export", help="write a measured sub-network as a deployable model")
-    export.add_argument("run_dir", type=Path)
+    export.add_argument("run_dir", type=Path, help="a run directory (from `linas search` or `linas pipeline run`)")
     export.add_argument("--subnet", required=True, help="sub-network id from the run's measurements")
-    export.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    export.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
+                        help="ONNX (FP32), or OpenVINO IR (FP32 weights, or INT8 with --int8); default onnx")
     export.add_argument("--int8", action="store_true", help="OpenVINO INT8 via NNCF post-training quantization")
     export.add_argument("--out", help="output folder (default: RUN_DIR/exports)")
     export.set_defaults(func=cmd_export)
@@ -262,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster = sub.add_parser("cluster", help="cluster tools").add_subparsers(dest="action", required=True)
     check = cluster.add_parser("check", help="can every hardware target be scheduled on the cluster's nodes?")
-    check.add_argument("config", type=Path)
-    check.add_argument("--kubeconfig")
+    check.add_argument("config", type=Path, help=CONFIG_HELP)
+    check.add_argument("--kubeconfig", help="kubeconfig to read the nodes with (default: in-cluster or ~/.kube/config)")
     check.set_defaults(func=cmd_cluster_check)
     return parser
 
