@@ -194,6 +194,38 @@ def cmd_export(args: argparse.Namespace) -> int:
 CONFIG_HELP = "the LINAS config (YAML), e.g. pipelines/configs/animal_mnist.yaml"
 
 
+def cmd_lut_build(args: argparse.Namespace) -> int:
+    from linas_lib.backends.lut import LatencyTable, build_for_target
+    from linas_lib.supernets import load_supernet
+
+    config = load_config(args.config)
+    target = next((t for t in config.targets if t.name == args.target), None)
+    if target is None:
+        raise ValueError(f"--target: unknown target {args.target!r}; the config has {[t.name for t in config.targets]}")
+    if args.subnets < 0 or args.check < 0:
+        raise ValueError("--subnets and --check must be >= 0")
+    extend = LatencyTable.load(args.extend) if args.extend else None
+    supernet = load_supernet(config.supernet)
+    table, cover = build_for_target(supernet, target, args.subnets, args.seed, args.check, args.fit_samples,
+                                    extend, progress=print)
+    path = table.save(args.out)
+    fit = table.meta.get("fit_mape")
+    print(f"lut: {len(table.entries)} unit signatures ({table.meta['units_measured']} measured now) on "
+          f"{target.backend} ({target.device}, {target.precision}, {target.threads} thread(s), batch "
+          f"{target.batch_size}), overhead {table.overhead_ms:.3g} ms"
+          + (f", whole-network fit error {fit:.1%}" if fit is not None else "") + f": {path}")
+    if cover:
+        print(f"lut: coverage of {cover['subnets']} fresh random sub-networks: {cover['share']:.1%} of their "
+              f"{cover['units']} distinct units present; {cover['subnets_covered']} of {cover['subnets']} "
+              "predictable whole")
+        if cover["missing"]:
+            listed = "\n  ".join(cover["missing"][:10]) + ("\n  ..." if len(cover["missing"]) > 10 else "")
+            print(f"lut: missing units ({len(cover['missing'])}):\n  {listed}\n"
+                  f"lut: measure more with --extend {path} --subnets N --seed S (a new seed draws new ones)",
+                  file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linas", description="Lightweight Iterative NAS on Kubeflow Pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="OpenVINO INT8 via NNCF post-training quantization")
     export.add_argument("--out", help="output folder (default: RUN_DIR/exports)")
     export.set_defaults(func=cmd_export)
+
+    lut = sub.add_parser("lut", help="latency lookup tables").add_subparsers(dest="action", required=True)
+    lut_build = lut.add_parser("build", help="measure every unit of some sub-networks with a target's backend "
+                                             "into a table the lut backend predicts from")
+    lut_build.add_argument("config", type=Path, help=CONFIG_HELP)
+    lut_build.add_argument("--target", required=True, metavar="T",
+                           help="the config's target whose backend measures (its device, precision, threads "
+                                "and batch size are the table's)")
+    lut_build.add_argument("--out", required=True, metavar="TABLE", help="the table to write (JSON)")
+    lut_build.add_argument("--subnets", type=int, default=30,
+                           help="random sub-networks whose units are measured, besides the smallest and "
+                                "largest (default 30)")
+    lut_build.add_argument("--seed", type=int, default=0, help="seed of those sub-networks (default 0)")
+    lut_build.add_argument("--check", type=int, default=20,
+                           help="fresh random sub-networks the coverage is reported on (default 20; 0: none)")
+    lut_build.add_argument("--fit-samples", type=int, default=5,
+                           help="sub-networks also measured whole, to fit the constant overhead (default 5)")
+    lut_build.add_argument("--extend", metavar="TABLE",
+                           help="an existing table (from the same machine and backend) to add units to")
+    lut_build.set_defaults(func=cmd_lut_build)
 
     from linas_lib.analysis.predictor_quality import add_cli as add_predictor_quality
 

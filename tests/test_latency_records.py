@@ -26,6 +26,7 @@ def toy(tmp_path_factory):
     check that toy_mlp is unknown without its plugin file)."""
     from linas_lib.supernets import load_supernet
 
+    supernets.supernet_names()  # the built-ins registered first: a restore must keep them
     entries, loaded = dict(supernet_registry._entries), dict(supernets._loaded_files)
     patch = pytest.MonkeyPatch()
     patch.setenv("LINAS_CACHE", str(tmp_path_factory.mktemp("cache")))

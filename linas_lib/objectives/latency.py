@@ -33,6 +33,7 @@ def target_fingerprint(target) -> dict[str, Any]:
         "threads": target.threads,
         "params": target.params,
         "node": target.node_fingerprint,
+        **backend_class(target.backend).cache_key_extra(target.backend_params()),
     }
     if target.precision == "int8":
         from importlib.metadata import PackageNotFoundError, version
