@@ -5,6 +5,7 @@ call exactly these, so the two paths cannot drift apart.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,10 @@ from linas_lib.measurements import encodings, objective_matrix, successful
 from linas_lib.pareto import Normalization, hypervolume, non_dominated_mask, rank_and_crowding
 from linas_lib.predictors import build_predictor
 from linas_lib.search.problem import search_problem
+
+# 2: encodings as lists, cache state as fields, ISO-8601 times, units (1: JSON strings, packed
+# cache strings, epoch floats)
+SUMMARY_FORMAT = "linas-summary/2"
 
 # Candidates for the next population come from the inner search's most recent
 # evaluations: they are the best-converged, and non-dominated sorting of all
@@ -401,9 +406,38 @@ def prospective_quality(config, frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not np.isfinite(value) else value  # NaN is not JSON
+
+
 def _records(front: pd.DataFrame) -> list[dict[str, Any]]:
-    keep = [c for c in front.columns if c not in ("run", "status", "error", "targets") and not c.startswith("pred:")]
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in front[keep].to_dict("records")]
+    """Measured rows as plain JSON: the encoding a list, cache state as fields, an ISO-8601 time."""
+    from linas_lib.measurements import cache_fields, iso_time
+
+    skip = {"run", "subnet_id", "iteration", "status", "error", "targets", "encoding", "cache", "timestamp"}
+    values = [c for c in front.columns if c not in skip and not c.startswith("pred:")]
+    out = []
+    for row in front.to_dict("records"):
+        record = {"subnet_id": row["subnet_id"], "iteration": int(row["iteration"]),
+                  "encoding": [int(g) for g in json.loads(row["encoding"])]}
+        record.update({k: _plain(row[k]) for k in values})
+        record["cache"], record["cache_scopes"] = cache_fields(row.get("cache"))
+        record["measured_at"] = iso_time(row.get("timestamp"))
+        out.append(record)
+    return out
+
+
+def units(config, frame: pd.DataFrame) -> dict[str, str]:
+    """The unit of every value column of the table, plus the times' format."""
+    from linas_lib.measurements import FIXED_COLUMNS, column_unit
+    from linas_lib.supernets import supernet_class
+
+    plugin = supernet_class(config.supernet.name)
+    quality = {plugin.quality_metric: plugin.quality_unit} if getattr(plugin, "quality_unit", None) else None
+    columns = [c for c in frame.columns if c not in FIXED_COLUMNS and not c.startswith("pred:")]
+    out = {c: column_unit(c, quality) for c in columns}
+    return {**{c: u for c, u in out.items() if u}, "measured_at": "ISO-8601 UTC", "finished_at": "ISO-8601 UTC"}
 
 
 def noisy_targets(config, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -460,10 +494,13 @@ def summarize(
                  "pareto": _records(pareto_front(config, frame, objs)) if has_data else []}
         for target, objs in target_views(config).items()
     }
+    unit = units(config, frame)
     return {
+        "format": SUMMARY_FORMAT,
         "name": config.name,
         "mode": config.search.mode,
-        "objectives": [{"name": o.name, "direction": o.direction, "unit": o.unit} for o in objectives],
+        "objectives": [{"name": o.name, "direction": o.direction, "unit": unit.get(o.name, o.unit)} for o in objectives],
+        "units": unit,
         "evaluations": int(len(frame)),
         "successful": int(len(successful(frame))),
         "failed": int((frame["status"] != "ok").sum()),
