@@ -65,3 +65,20 @@ def test_a_finished_run_is_archived_whatever_its_time_format(tmp_path, finished_
     prefix = run.archive_finished()
     assert prefix.startswith("history/20260304T050607Z-")
     assert json.loads((tmp_path / "run" / prefix / "summary.json").read_text())["finished_at"] == finished_at
+
+
+def test_a_run_saved_before_a_setting_existed_still_resumes():
+    """Resuming compares the saved config with this one: a field added since (measurement's
+    max_latency_cv, noisy_retimes) at its default is no difference; set otherwise, it is."""
+    from linas_lib.config import config_from_dict
+    from linas_lib.search.loop import _config_differences
+
+    current = json.loads(config_from_dict({}).to_json())
+    saved = json.loads(config_from_dict({}).to_json())
+    for key in ("max_latency_cv", "noisy_retimes"):
+        del saved["measurement"][key]
+    assert _config_differences(saved, current) == []
+    current["measurement"]["max_latency_cv"] = 0.2
+    assert _config_differences(saved, current) == ["measurement.max_latency_cv: None -> 0.2"]
+    current["seed"] = 3
+    assert "seed: 0 -> 3" in _config_differences(saved, current)
