@@ -30,6 +30,7 @@ search: setup
 	$(VENV)/bin/linas search $(RUN_CONFIG) --out runs/animal-mnist-inprocess
 
 compile: setup
+	mkdir -p build
 	$(VENV)/bin/linas pipeline compile $(RUN_CONFIG) -o build/linas-animal-mnist.yaml
 
 # Two workers, one test file each: kfp.local runs and training are single-threaded.
@@ -65,5 +66,7 @@ manifests: setup
 constraints:
 	@echo "resolve in a scratch venv, then: pip freeze --exclude-editable > constraints.txt"
 
+# Everything a run leaves: the venv, runs (and their evaluation cache), packages, and the
+# trained super-networks in the project's checkpoint cache (not a LINAS_CACHE set elsewhere).
 clean:
-	rm -rf $(VENV) runs build .pytest_cache
+	rm -rf $(VENV) runs build .pytest_cache .cache/linas

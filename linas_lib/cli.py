@@ -38,6 +38,10 @@ def print_result(summary: dict, out: Path) -> None:
     print()
     print("hypervolume per iteration: " + ", ".join(f"{v:.4f}" for v in summary["hypervolume"]))
     print(f"report: {out / 'report.html'}")
+    from linas_lib.search.core import noisy_warnings
+
+    for line in noisy_warnings(summary):
+        print(f"linas: {line}", file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -71,21 +75,33 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from linas_lib.config import load_config
 
     config = load_config(args.config)
+    import secrets
+
     from linas_lib.deploy import measure_one, parse_subnet
     from linas_lib.supernets import load_supernet, supernet_space
 
+    random = args.subnet.strip() == "random"
+    # a fresh draw each call (not config.seed: that would always pick the same one); printed to repeat it
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     # check the encoding before loading (perhaps training) the super-network
-    encoding = parse_subnet(supernet_space(config.supernet.name, **config.supernet.params), args.subnet, config.seed)
+    encoding = parse_subnet(supernet_space(config.supernet.name, **config.supernet.params), args.subnet, seed)
     supernet = load_supernet(config.supernet)
     targets = [t for part in args.targets or [] for t in part.split(",") if t] or None
     rows = measure_one(config, supernet, encoding, targets)
-    print(f"sub-network {supernet.space.key(encoding)}: {encoding.tolist()}")
-    columns = ["target", "backend", "precision", "batch", "threads", "latency_ms", "cv", "p90_ms",
-               supernet.quality_metric, "error"]
+    drawn = f" (random, --seed {seed})" if random else ""
+    print(f"sub-network {supernet.space.key(encoding)}{drawn}: {encoding.tolist()}")
+    columns = ["target", "backend", "precision", "batch", "threads", "latency_ms", "cv", "p90_ms", "cpu_ms",
+               "load_1m", supernet.quality_metric, "error"]
     table = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
     for line in [columns, ["-" * w for w in widths], *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    limit = config.measurement.max_latency_cv
+    for r in rows:
+        if limit is not None and r.get("cv") is not None and r["cv"] > limit:
+            load = f", load average {r['load_1m']:.1f}" if r.get("load_1m") is not None else ""
+            print(f"linas: warning: target {r['target']}: latency CV {r['cv']:.0%} stayed above "
+                  f"measurement.max_latency_cv {limit:.0%} after re-timing{load}: the host is busy", file=sys.stderr)
     return 1 if any(r["error"] for r in rows) else 0
 
 
@@ -100,6 +116,43 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path = export_subnet(str(args.run_dir), args.subnet, args.format, int8=args.int8, out=args.out)
     print(f"exported {args.subnet} to {path}")
+    return 0
+
+
+CONFIG_HELP = "the LINAS config (YAML), e.g. pipelines/configs/animal_mnist.yaml"
+
+
+def cmd_lut_build(args: argparse.Namespace) -> int:
+    from linas_lib.config import load_config
+
+    config = load_config(args.config)
+    from linas_lib.backends.lut import LatencyTable, build_for_target
+    from linas_lib.supernets import load_supernet
+
+    target = next((t for t in config.targets if t.name == args.target), None)
+    if target is None:
+        raise ValueError(f"--target: unknown target {args.target!r}; the config has {[t.name for t in config.targets]}")
+    if args.subnets < 0 or args.check < 0:
+        raise ValueError("--subnets and --check must be >= 0")
+    extend = LatencyTable.load(args.extend) if args.extend else None
+    supernet = load_supernet(config.supernet)
+    table, cover = build_for_target(supernet, target, args.subnets, args.seed, args.check, args.fit_samples,
+                                    extend, progress=print)
+    path = table.save(args.out)
+    fit = table.meta.get("fit_mape")
+    print(f"lut: {len(table.entries)} unit signatures ({table.meta['units_measured']} measured now) on "
+          f"{target.backend} ({target.device}, {target.precision}, {target.threads} thread(s), batch "
+          f"{target.batch_size}), overhead {table.overhead_ms:.3g} ms"
+          + (f", whole-network fit error {fit:.1%}" if fit is not None else "") + f": {path}")
+    if cover:
+        print(f"lut: coverage of {cover['subnets']} fresh random sub-networks: {cover['share']:.1%} of their "
+              f"{cover['units']} distinct units present; {cover['subnets_covered']} of {cover['subnets']} "
+              "predictable whole")
+        if cover["missing"]:
+            listed = "\n  ".join(cover["missing"][:10]) + ("\n  ..." if len(cover["missing"]) > 10 else "")
+            print(f"lut: missing units ({len(cover['missing'])}):\n  {listed}\n"
+                  f"lut: measure more with --extend {path} --subnets N --seed S (a new seed draws new ones)",
+                  file=sys.stderr)
     return 0
 
 
@@ -133,7 +186,7 @@ def build_parser(argv: list[str] | None = None, groups: dict | None = None) -> a
     sub = parser.add_subparsers(dest="command", required=True)
 
     search = sub.add_parser("search", help="run a search in this process")
-    search.add_argument("config", type=Path)
+    search.add_argument("config", type=Path, help=CONFIG_HELP)
     where = search.add_mutually_exclusive_group(required=True)
     # plain strings: Path would fold s3://bucket into s3:/bucket
     where.add_argument("--out", help="run directory or s3:// URI (a finished run there seeds a recurring re-search)")
@@ -142,18 +195,41 @@ def build_parser(argv: list[str] | None = None, groups: dict | None = None) -> a
     search.set_defaults(func=cmd_search)
 
     measure = sub.add_parser("measure", help="measure one sub-network on every listed target")
-    measure.add_argument("config", type=Path)
-    measure.add_argument("--subnet", default="random", help="'random', or gene indices as JSON or comma-separated")
+    measure.add_argument("config", type=Path, help=CONFIG_HELP)
+    measure.add_argument("--subnet", default="random",
+                         help="'random' (a fresh draw each call), or gene indices as JSON or comma-separated")
+    measure.add_argument("--seed", type=int, help="seed of --subnet random, to draw the same one again")
     measure.add_argument("--targets", nargs="*", help="target names (default: all of the config's)")
     measure.set_defaults(func=cmd_measure)
 
     export = sub.add_parser("export", help="write a measured sub-network as a deployable model")
-    export.add_argument("run_dir", type=Path)
+    export.add_argument("run_dir", type=Path, help="a run directory (from `linas search` or `linas pipeline run`)")
     export.add_argument("--subnet", required=True, help="sub-network id from the run's measurements")
-    export.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    export.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
+                        help="ONNX (FP32), or OpenVINO IR (FP32 weights, or INT8 with --int8); default onnx")
     export.add_argument("--int8", action="store_true", help="OpenVINO INT8 via NNCF post-training quantization")
     export.add_argument("--out", help="output folder (default: RUN_DIR/exports)")
     export.set_defaults(func=cmd_export)
+
+    lut = sub.add_parser("lut", help="latency lookup tables").add_subparsers(dest="action", required=True)
+    lut_build = lut.add_parser("build", help="measure every unit of some sub-networks with a target's backend "
+                                             "into a table the lut backend predicts from")
+    lut_build.add_argument("config", type=Path, help=CONFIG_HELP)
+    lut_build.add_argument("--target", required=True, metavar="T",
+                           help="the config's target whose backend measures (its device, precision, threads "
+                                "and batch size are the table's)")
+    lut_build.add_argument("--out", required=True, metavar="TABLE", help="the table to write (JSON)")
+    lut_build.add_argument("--subnets", type=int, default=30,
+                           help="random sub-networks whose units are measured, besides the smallest and "
+                                "largest (default 30)")
+    lut_build.add_argument("--seed", type=int, default=0, help="seed of those sub-networks (default 0)")
+    lut_build.add_argument("--check", type=int, default=20,
+                           help="fresh random sub-networks the coverage is reported on (default 20; 0: none)")
+    lut_build.add_argument("--fit-samples", type=int, default=5,
+                           help="sub-networks also measured whole, to fit the constant overhead (default 5)")
+    lut_build.add_argument("--extend", metavar="TABLE",
+                           help="an existing table (from the same machine and backend) to add units to")
+    lut_build.set_defaults(func=cmd_lut_build)
 
     groups = _command_groups() if groups is None else groups
     command = None if argv is None else _command(argv)

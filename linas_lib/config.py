@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from linas_lib.api.objective import Objective, latency_column
 from linas_lib.messages import short_repr
@@ -95,7 +96,7 @@ class SupernetConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _load_plugin(cls, data: Any) -> Any:
+    def _load_plugin(cls, data: Any, info: ValidationInfo) -> Any:
         # Before `name` is checked: the file is what registers the name.
         if isinstance(data, dict) and data.get("plugin_file"):
             from linas_lib.registry import load_plugin_file
@@ -106,10 +107,17 @@ class SupernetConfig(_Strict):
                 check_location(data["plugin_file"])
             except ValueError as exc:
                 raise ValueError(f"supernet.plugin_file: {exc}") from None
+            base = (info.context or {}).get("config_dir")
+            path = Path(data["plugin_file"]).expanduser()
+            if base is not None and not path.is_absolute():
+                # as a config's other files are meant: beside it, wherever the command runs; kept
+                # absolute, so pipeline tasks (other processes, other folders) find the same file
+                data = {**data, "plugin_file": str(Path(base, path).resolve())}
             try:
                 load_plugin_file(data["plugin_file"])
             except FileNotFoundError as exc:
-                raise ValueError(str(exc)) from None
+                where = f" (a relative path is resolved against the config's folder {base})" if base else ""
+                raise ValueError(f"{exc}{where}") from None
             except Exception as exc:  # a broken plugin: a clear message, not a traceback from pydantic
                 raise ValueError(
                     f"supernet.plugin_file {data['plugin_file']!r} failed to load: {type(exc).__name__}: {exc}"
@@ -253,8 +261,15 @@ class TargetConfig(Placement):
         return self
 
     def backend_params(self) -> dict[str, Any]:
-        base = self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s"})
+        """What the backend is built with; `params` override the fields (e.g. calibration_samples)."""
+        base = self.model_dump(include={"device", "precision", "threads", "warmup", "min_repeats", "min_time_s",
+                                        "calibration_samples"})
         return {**base, **self.params}
+
+    @property
+    def calibration_count(self) -> int:
+        """INT8 calibration samples, as the backend gets them (the cache key records this)."""
+        return int(self.backend_params()["calibration_samples"])
 
     @property
     def records_quality(self) -> bool:
@@ -555,6 +570,13 @@ class MeasurementPolicy(_Strict):
     retries: int = Field(2, ge=0, le=10, description="attempts after the first")
     backoff_s: float = Field(1.0, ge=0, le=600, description="wait before retry k: backoff_s * 2**k")
     timeout_s: float | None = Field(None, gt=0, description="per sub-network and objective; null: no limit")
+    max_latency_cv: float | None = Field(
+        0.05, gt=0, le=10,
+        description="a latency whose CV (std/mean over the timed calls) exceeds this is timed again, up to "
+                    "noisy_retimes times (the steadiest timing is kept); a target with latencies still above it "
+                    "is flagged noisy in the summary and the CLI; null: never re-timed or flagged",
+    )
+    noisy_retimes: int = Field(2, ge=0, le=20, description="re-timings of a latency above max_latency_cv")
 
 
 class CacheConfig(_Strict):
@@ -712,11 +734,13 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
 
 
-def config_from_dict(data: Any) -> LinasConfig:
+def config_from_dict(data: Any, config_dir: str | Path | None = None) -> LinasConfig:
+    """`config_dir`: the folder of the file `data` came from, which relative paths
+    (supernet.plugin_file) are resolved against."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return LinasConfig.model_validate(data)
+        return LinasConfig.model_validate(data, context={"config_dir": config_dir} if config_dir else None)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
 
@@ -763,4 +787,4 @@ def load_config(path: str | Path) -> LinasConfig:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     if data is None:
         raise ConfigError(f"config file {str(path)!r} is empty")
-    return config_from_dict(data)
+    return config_from_dict(data, config_dir=path.resolve().parent)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from linas_lib.config import LinasConfig
+from linas_lib.config import LinasConfig, TargetConfig
 
 
 def parse_subnet(space, subnet: str, seed: int = 0) -> np.ndarray:
@@ -49,24 +49,29 @@ def _gene(text: str):
 
 
 def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Quality once, then latency on every chosen target: one row per target."""
+    """Quality once (when an objective of the config: a latency-only setup, e.g. OFA without
+    weights, has none to measure), then latency on every chosen target: one row per target."""
+    from linas_lib.measurements import cpu_column, latency_column, load_column
     from linas_lib.objectives import measure_latency, measure_quality
 
     names = target_names or [t.name for t in config.targets]
     unknown = sorted(set(names) - {t.name for t in config.targets})
     if unknown:
         raise ValueError(f"--targets: unknown target(s) {unknown}; the config has {[t.name for t in config.targets]}")
-    (quality,) = measure_quality(supernet, encoding[None, :])
+    wanted = supernet.quality_metric in config.objectives
+    (quality,) = measure_quality(supernet, encoding[None, :], wanted)
     rows = []
     for target in (t for t in config.targets if t.name in names):
-        (lat,) = measure_latency(supernet, encoding[None, :], target)
+        (lat,) = measure_latency(supernet, encoding[None, :], target, policy=config.measurement)
         fp = lat.get("fingerprint", {})
         rows.append({
             "target": target.name, "backend": target.backend, "precision": target.precision,
             "batch": target.batch_size, "threads": target.threads,
-            "latency_ms": lat["values"].get(f"latency@{target.name}"),
+            "latency_ms": lat["values"].get(latency_column(target.name)),
             "cv": lat["values"].get(f"latency_cv@{target.name}"),
             "p90_ms": lat["values"].get(f"latency_p90@{target.name}"),
+            "cpu_ms": lat["values"].get(cpu_column(target.name)),
+            "load_1m": lat["values"].get(load_column(target.name)),
             supernet.quality_metric: lat["values"].get(f"{supernet.quality_metric}@{target.name}",
                                                        quality["values"].get(supernet.quality_metric)),
             "error": "; ".join(e for e in (quality["error"], lat["error"]) if e),
@@ -112,11 +117,16 @@ def export_subnet(run_dir: str, subnet_id: str, fmt: str, int8: bool = False, ou
     else:
         from linas_lib.backends.openvino_backend import OpenVINOBackend
 
-        backend = OpenVINOBackend(precision="int8" if int8 else "fp32")  # turns vendor telemetry off first
-        import openvino as ov
-        calibration = supernet.calibration_inputs(batch, max(1, -(-64 // batch))) if int8 else None
+        # the INT8 target's calibration, as measured; else the TargetConfig default
+        samples = next((t.calibration_count for t in config.targets if t.backend == "openvino"
+                        and t.precision == "int8"), TargetConfig.model_fields["calibration_samples"].default)
+        backend = OpenVINOBackend(precision="int8" if int8 else "fp32", calibration_samples=samples)
+        import openvino as ov  # after the backend: it turns vendor telemetry off first
+
+        calibration = supernet.calibration_inputs(batch, max(1, -(-samples // batch))) if int8 else None
         path = folder / f"{stem}.xml"
-        ov.save_model(backend.to_model(module, inputs, calibration), str(path))
+        # FP32 as measured: save_model would otherwise compress the weights to FP16
+        ov.save_model(backend.to_model(module, inputs, calibration), str(path), compress_to_fp16=False)
     (folder / f"{stem}.json").write_text(json.dumps({
         "subnet_id": subnet_id, "encoding": encoding.tolist(), "architecture": {k: str(v) for k, v in supernet.space.decode(encoding).items()},
         "supernet": config.supernet.name, "checkpoint_digest": getattr(supernet, "checkpoint_digest", None),

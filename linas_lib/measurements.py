@@ -22,6 +22,25 @@ FIXED_COLUMNS = ["run", "iteration", "subnet_id", "encoding", "targets", "status
 HIT, MISS = "hit", "miss"
 
 
+def cv_column(target: str) -> str:
+    return f"latency_cv@{target}"
+
+
+def cpu_column(target: str) -> str:
+    """Process CPU time per call (ms): unlike wall time, preemption on a busy host barely moves it."""
+    return f"latency_cpu@{target}"
+
+
+def load_column(target: str) -> str:
+    """The host's 1-minute load average when the latency was timed."""
+    return f"load_1m@{target}"
+
+
+def timings_column(target: str) -> str:
+    """How often the latency was timed: 1, plus a re-timing per noisy (high-CV) result."""
+    return f"latency_timings@{target}"
+
+
 def make_row(
     *,
     subnet_id: str,
@@ -164,6 +183,65 @@ def cache_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Evaluation-cache hits and misses over every objective group of every row."""
     states = [state for _, state in _cache_items(frame)]
     return {"hits": states.count(HIT), "misses": states.count(MISS)}
+
+
+def cache_fields(cell: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """A row's `cache` cell as fields: {group: hit|miss} and {group: scope} where a group
+    has a hardware scope ('latency@cpu-ort' -> 'latency-<fingerprint digest>')."""
+    states, scopes = {}, {}
+    for item in str(cell or "").split(";"):
+        label, _, state = item.rpartition("=")
+        if not label:
+            continue
+        group, _, scope = label.partition("/")
+        states[group] = state
+        if scope:
+            scopes[group] = scope
+    return states, scopes
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """An epoch time as ISO-8601 UTC ('2026-12-01T10:00:00.123Z'); None for none."""
+    from datetime import datetime, timezone
+
+    if epoch is None or not math.isfinite(float(epoch)):
+        return None
+    return datetime.fromtimestamp(float(epoch), timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_time(value: Any) -> float:
+    """Seconds since the epoch from an ISO-8601 string (new files) or a number (older files)."""
+    from datetime import datetime
+
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return float(value or 0)
+
+
+# Units of the table's value columns, by name or prefix (`latency@cpu-ort`: "latency@"), terse
+# enough for programs to read: latency@ is the median wall time of one call (one batch),
+# latency_cpu@ its process CPU time, latency_timings@ how often it was timed.
+QUALITY_UNITS = {"accuracy": "fraction", "hr@10": "fraction", "bleu": "BLEU (0-100)"}
+UNITS = {
+    "latency@": "ms",
+    "latency_p90@": "ms",
+    "latency_cpu@": "ms",
+    "latency_cv@": "ratio (std/mean)",
+    "latency_norm@": "ratio (to the largest sub-network)",
+    "latency_timings@": "count",
+    "load_1m@": "load average (1 min)",
+    "macs": "MACs per sample",
+    "params": "parameters",
+}
+
+
+def column_unit(name: str, quality_units: dict[str, str] | None = None) -> str:
+    """The unit of a value column ('' when unknown): quality@target shares its metric's unit."""
+    quality = {**QUALITY_UNITS, **(quality_units or {})}
+    base, at, _ = name.partition("@")
+    if at and f"{base}@" in UNITS:
+        return UNITS[f"{base}@"]
+    return UNITS.get(name) or quality.get(name) or quality.get(name.rpartition("@")[0], "")
 
 
 class IterationFailedError(RuntimeError):

@@ -157,9 +157,15 @@ def load_plugin_file(path: str, field: str = "supernet.plugin_file") -> None:
     _loaded_files[resolved] = module
     # in sys.modules while it runs, as for any import: dataclasses and pickling look the module up there
     sys.modules[name] = module
+    # its folder first on sys.path while it loads, as for a script: it can import the modules beside it
+    folder = str(Path(resolved).parent)
+    sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except Exception:
         del _loaded_files[resolved]
         sys.modules.pop(name, None)
         raise
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)

@@ -4,7 +4,8 @@
     measurements.parquet        every measurement so far (the run's database)
     populations/iter-NNN.json   each iteration's population, with predictions
     predictors/iter-NNN.json    what was trained after iteration NNN (model, hyperparameters; data, no pickle)
-    pareto.json, summary.json   results, derived from the measurements (summary.json marks a finished run)
+    pareto.json, summary.json   results, derived from the measurements (summary.json marks a finished run):
+                                encodings as lists, cache state as fields, ISO-8601 times, a units map
     drift.json                  a recurring run: the previous front re-measured, per target
     previous.json               a recurring run: which history entry it started from
     history/<stamp>/            earlier finished runs at this location (summary, measurements, config)
@@ -26,11 +27,19 @@ from linas_lib.stores import open_store
 log = logging.getLogger("linas.runs")
 MEASUREMENTS = "measurements.parquet"
 SUMMARY = "summary.json"
+PARETO = "pareto.json"
+PARETO_FORMAT = "linas-pareto/2"  # 1 was a bare list of records with JSON-string encodings
 HISTORY = "history"
 
 
 class RunStateError(RuntimeError):
     """A run location that cannot be resumed or started as asked."""
+
+
+def pareto_doc(summary: dict[str, Any]) -> dict[str, Any]:
+    """pareto.json: the measured front over all objectives, with what its numbers mean."""
+    return {"format": PARETO_FORMAT, **{key: summary.get(key) for key in ("name", "objectives", "units")},
+            "pareto": summary["pareto"]}
 
 
 class RunStore:
@@ -90,8 +99,10 @@ class RunStore:
         return fit_predictors(config, space, frame[frame["iteration"] <= iteration], iteration + 1)
 
     def save_results(self, summary: dict[str, Any]) -> None:
-        put_json(self.store, "pareto.json", summary["pareto"])
-        put_json(self.store, SUMMARY, {**summary, "finished_at": time.time()})
+        from linas_lib.measurements import iso_time
+
+        put_json(self.store, PARETO, pareto_doc(summary))
+        put_json(self.store, SUMMARY, {**summary, "finished_at": iso_time(time.time())})
 
     def load_summary(self) -> dict[str, Any]:
         return get_json(self.store, SUMMARY)
@@ -111,8 +122,11 @@ class RunStore:
         archives the same run under the same stamp) and point previous.json at it."""
         if not self.is_finished():
             return None
+        from linas_lib.measurements import epoch_time
+
         summary = self.load_summary()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(summary.get("finished_at", 0)))
+        # ISO-8601 since summary format 2, an epoch float before
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_time(summary.get("finished_at"))))
         stamp += "-" + hashlib.sha256(get_checked(self.store, SUMMARY)).hexdigest()[:8]
         prefix = f"{HISTORY}/{stamp}"
         for key in ("config.json", MEASUREMENTS, SUMMARY):
@@ -120,7 +134,7 @@ class RunStore:
                 put_checked(self.store, f"{prefix}/{key}", get_checked(self.store, key))
         put_json(self.store, "previous.json", {"history": prefix, "finished_at": summary.get("finished_at")})
         # the results belong to the archived run now; this location holds an unfinished run
-        for key in (SUMMARY, "pareto.json", "report.html", "report.md", "drift.json"):
+        for key in (SUMMARY, PARETO, "report.html", "report.md", "drift.json"):
             for k in (key, key + ".sha256"):
                 self.store.delete(k)
         return prefix

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 
-from linas_lib.cli import print_result
+from linas_lib.cli import CONFIG_HELP, print_result
 from linas_lib.extras import require
 from pipelines.cluster import PreflightError
 from pipelines.submit import SubmitError
@@ -57,10 +56,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from linas_lib.supernets import prepare_checkpoint
     from pipelines.local import run_local
 
-    if not args.local:
-        print("linas pipeline run: only --local is available here; use `linas pipeline submit` for a cluster",
-              file=sys.stderr)
-        return 2
+    # always local (kfp.local): a cluster run is `linas pipeline submit`; --local stays accepted
     config = load_config(args.config)
     checkpoint = prepare_checkpoint(config.supernet)
     out = run_local(config, str(args.out), checkpoint=checkpoint)
@@ -137,24 +133,29 @@ def add_pipeline_commands(sub) -> argparse.ArgumentParser:
     pipeline = sub.add_parser("pipeline", help="compile, run or submit the Kubeflow pipeline")
     actions = pipeline.add_subparsers(dest="action", required=True)
     compile_ = actions.add_parser("compile", help="compile the pipeline to a KFP package (YAML)")
-    compile_.add_argument("config", type=Path)
-    compile_.add_argument("-o", "--output", type=Path, required=True)
+    compile_.add_argument("config", type=Path, help=CONFIG_HELP)
+    compile_.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.yaml",
+                          help="the package to write (its folder is created)")
     compile_.set_defaults(func=cmd_pipeline_compile)
 
     run = actions.add_parser("run", help="run the pipeline locally with kfp.local")
-    run.add_argument("config", type=Path)
-    run.add_argument("--local", action="store_true", help="execute with kfp.local's SubprocessRunner")
+    run.add_argument("config", type=Path, help=CONFIG_HELP)
+    run.add_argument("--local", action="store_true",
+                     help="execute with kfp.local's SubprocessRunner (the default and only choice: "
+                          "a cluster run is `linas pipeline submit`)")
     run.add_argument("--out", type=Path, required=True, help="run directory")
     run.set_defaults(func=cmd_pipeline_run)
 
     def remote(p: argparse.ArgumentParser) -> None:
-        p.add_argument("config", type=Path)
+        p.add_argument("config", type=Path, help=CONFIG_HELP)
         p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
         p.add_argument("--experiment", help="experiment name (created when missing; default: the config's name)")
         p.add_argument("--namespace", help="namespace where the run executes: the Kubeflow profile namespace in "
                                            "multi-user installs (default: cluster.namespace, else KFP's)")
         p.add_argument("--store", help="store_uri run parameter, e.g. s3://linas/runs/nightly")
-        p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a pipeline run parameter")
+        p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                       help="a run parameter: seed, max_iterations, population, inner_evaluations, "
+                            "early_stop_threshold, early_stop_window (gathered into `overrides`), or checkpoint")
         p.add_argument("--kubeconfig", help="kubeconfig for the preflight (default: in-cluster or ~/.kube/config)")
         p.add_argument("--skip-preflight", action="store_true", help="do not check the node pools first")
 
@@ -165,7 +166,7 @@ def add_pipeline_commands(sub) -> argparse.ArgumentParser:
     schedule = actions.add_parser("schedule", help="create a recurring run (re-search on a cron schedule)")
     remote(schedule)
     schedule.add_argument("--cron", required=True, help="6 fields, seconds first: '0 0 3 * * 1' = Mondays 03:00")
-    schedule.add_argument("--max-concurrency", type=int, default=1)
+    schedule.add_argument("--max-concurrency", type=int, default=1, help="recurring runs at once (default 1)")
     schedule.set_defaults(func=cmd_pipeline_schedule)
     pipeline.set_defaults(user_errors=USER_ERRORS)
     return pipeline
@@ -193,8 +194,8 @@ def add_cluster_commands(sub) -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", help="cluster tools: can the targets be scheduled?")
     actions = cluster.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="can every hardware target be scheduled on the cluster's nodes?")
-    check.add_argument("config", type=Path)
-    check.add_argument("--kubeconfig")
+    check.add_argument("config", type=Path, help=CONFIG_HELP)
+    check.add_argument("--kubeconfig", help="kubeconfig to read the nodes with (default: in-cluster or ~/.kube/config)")
     check.set_defaults(func=cmd_cluster_check)
     cluster.set_defaults(user_errors=USER_ERRORS)
     return cluster

@@ -242,6 +242,7 @@ def compile_pipeline(config: LinasConfig, package_path: str) -> str:
     from pipelines.compact import abbreviate_header, compact
 
     path = Path(package_path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # `-o build/x.yaml` on a fresh clone
     compiler.Compiler().compile(build_pipeline(config), str(path))
     text = path.read_text()
     header = abbreviate_header("".join(line for line in text.splitlines(keepends=True) if line.startswith("#")))

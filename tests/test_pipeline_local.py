@@ -42,7 +42,7 @@ def _check_run_dir(out: Path, config) -> dict:
     assert isinstance(summary["hypervolume"], list) and len(summary["hypervolume"]) == 2
     assert summary["hypervolume"][1] >= summary["hypervolume"][0]
     assert summary["pareto"], "a non-empty measured Pareto front"
-    assert json.loads((out / "pareto.json").read_text()) == summary["pareto"]
+    assert json.loads((out / "pareto.json").read_text())["pareto"] == summary["pareto"]
 
     frame = pd.read_parquet(out / "measurements.parquet")
     assert len(frame) == 12 and frame["subnet_id"].nunique() == 12

@@ -120,3 +120,100 @@ def test_missing_plugin_file_is_a_clear_config_error(tmp_path):
 def test_plugin_name_without_its_file_is_unknown():
     with pytest.raises(ConfigError, match="unknown super-network 'toy_mlp'"):
         config_from_dict({"supernet": {"name": "toy_mlp"}})
+
+
+# ---- plugin files beside their config; a tabular plugin on the public base class -----------------
+TABLE_PLUGIN = Path(__file__).parent / "plugins" / "toy_table.py"
+
+
+def _project(tmp_path):
+    """A user's project: configs/search.yaml naming plugins/toy_table.py relatively, and the
+    plugin importing the module beside it (toy_table_data.py)."""
+    import shutil
+
+    project = tmp_path / "project"
+    (project / "configs" / "plugins").mkdir(parents=True)
+    for name in ("toy_table.py", "toy_table_data.py"):
+        shutil.copy(TABLE_PLUGIN.parent / name, project / "configs" / "plugins" / name)
+    config = project / "configs" / "search.yaml"
+    config.write_text(
+        "name: toy-table\n"
+        "supernet: {name: toy_table, plugin_file: plugins/toy_table.py}\n"
+        "objectives: [accuracy, latency]\n"
+        "targets: [{name: table, backend: tabular}]\n"
+        "search: {population: 4, evaluations: 8, inner: {evaluations: 60, population: 10}}\n"
+    )
+    return project, config
+
+
+def test_relative_plugin_file_resolves_against_the_config_folder(tmp_path, monkeypatch):
+    import sys
+
+    from linas_lib.config import load_config
+
+    project, path = _project(tmp_path)
+    monkeypatch.chdir(tmp_path)  # not the config's folder: the path must not depend on where we stand
+    before = list(sys.path)
+    config = load_config(path)
+    assert config.supernet.plugin_file == str(project / "configs" / "plugins" / "toy_table.py")
+    assert sys.path == before  # the plugin's folder was on it only while the file loaded
+    # the recorded path is absolute, so a pipeline task (another process, another folder) finds it
+    assert config_from_json(config.to_json()).supernet.plugin_file == config.supernet.plugin_file
+    plugin = load_supernet(config.supernet, progress=False)
+    (row,) = plugin.evaluate(plugin.space.upper[None, :])
+    assert type(plugin._rows[(2, 2, 2)]).__name__ == "Row"  # a @dataclass of the plugin file
+    assert 0.9 < row["accuracy"] <= 1.0
+
+
+def test_relative_plugin_file_missing_names_the_config_folder(tmp_path):
+    from linas_lib.config import load_config
+
+    path = tmp_path / "search.yaml"
+    path.write_text("supernet: {name: toy_table, plugin_file: plugins/none.py}\n")
+    with pytest.raises(ConfigError, match=f"resolved against the config's folder {tmp_path}"):
+        load_config(path)
+
+
+def test_a_dataclass_in_a_plugin_file_loads(tmp_path):
+    plugin_file = tmp_path / "with_dataclass.py"
+    plugin_file.write_text(
+        "from dataclasses import dataclass, field\n"
+        "from linas_lib.supernets import supernet_registry\n"
+        "from linas_lib.supernets.nasbench201 import NASBench201Supernet\n"
+        "@dataclass\n"
+        "class Settings:\n"
+        "    dataset: str = 'cifar10'\n"
+        "    tags: list = field(default_factory=list)\n"
+        "@supernet_registry.register('nb201_dataclass')\n"
+        "class Plugin(NASBench201Supernet):\n"
+        "    pass\n"
+    )
+    config = config_from_dict({"supernet": {"name": "nb201_dataclass", "plugin_file": str(plugin_file)},
+                               "targets": [{"name": "nb", "backend": "tabular"}]})
+    assert config.supernet.name == "nb201_dataclass"
+
+
+def test_a_tabular_plugin_on_the_base_class_searches(tmp_path, capsys):
+    import json
+
+    from linas_lib.api.tabular import TableEntry, TabularSupernet
+    from linas_lib.cli import main
+    from linas_lib.runs import RunStore
+
+    _, path = _project(tmp_path)
+    out = tmp_path / "run"
+    assert main(["search", str(path), "--out", str(out)]) == 0, capsys.readouterr().err
+    summary = RunStore(str(out)).load_summary()
+    assert summary["evaluations"] == 8 and summary["failed"] == 0 and summary["pareto"]
+    plugin = supernet_class("toy_table")()
+    assert isinstance(plugin, TabularSupernet)
+    plugin.load(plugin.prepare(None, str(tmp_path)))
+    assert plugin.checkpoint_digest == "table:toy_table:seed0"
+    with pytest.raises(ValueError, match="a table has no weights"):
+        plugin.prepare("weights.pt", str(tmp_path))
+    entry, inputs = plugin.export_module(plugin.space.upper, batch_size=8)
+    assert isinstance(entry, TableEntry) and inputs == () and entry.table_latency() > 1
+    assert repr(entry) == "TableEntry(toy_table, [2, 2, 2])"
+    # the latency's fingerprint names the table, never this host
+    cached = [json.loads(p.read_text()) for p in (tmp_path / "evaluation-cache").rglob("latency-*/*.json")]
+    assert cached and {c["fingerprint"]["table_source"]["benchmark"] for c in cached} == {"toy_table"}

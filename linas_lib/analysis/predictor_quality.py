@@ -469,7 +469,7 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     ev.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                     help="random training subsets per size (default 100; with 4 objectives and a 1,000-record "
                          "pool a trial costs roughly 10 CPU-seconds)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="seed of the train/test splits (default 0)")
     ev.add_argument("--supernet", default=None,
                     help="super-network whose search space encodes the table (default: the run's config.json, "
                          "else elastic_cnn)")

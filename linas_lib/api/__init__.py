@@ -4,6 +4,7 @@ from linas_lib.api.predictor import Predictor
 from linas_lib.api.search_space import ActiveWhen, InvalidEncodingError, SearchSpace, Variable
 from linas_lib.api.searcher import Searcher
 from linas_lib.api.store import MissingObjectError, Store, StoreError
+from linas_lib.api.tabular import TableEntry, TabularSupernet
 
 __all__ = [
     "ActiveWhen",
@@ -15,5 +16,7 @@ __all__ = [
     "Searcher",
     "Store",
     "StoreError",
+    "TableEntry",
+    "TabularSupernet",
     "Variable",
 ]

@@ -81,6 +81,12 @@ class Backend:
     image_roles: Mapping[str, str] = MappingProxyType({"cpu": "base", "cuda": "cuda"})
     device_hint = ""
     precision_hint = ""
+    timed = True  # False: the latency is looked up, not timed (re-timing a noisy one is pointless)
+
+    @classmethod
+    def cache_key_extra(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """What else determines this backend's latencies, beyond the target's settings (a LUT's table)."""
+        return {}
 
     def __init__(
         self,

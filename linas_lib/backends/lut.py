@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from linas_lib.backends import backend_registry
-from linas_lib.backends.base import Backend
+from linas_lib.backends.base import Backend, Prepared
 from linas_lib.backends.timing import LatencyResult, as_tuple, batch_size_of, cpu_model
 
 LUT_FORMAT = "linas-lut/1"
@@ -223,8 +223,10 @@ class LatencyTable:
             listed = "\n  ".join(missing)
             raise MissingLayerError(
                 f"lut: the table (measured on {self.source.get('backend')} / {self.source.get('cpu_model')}"
-                f"{', ' + self.path if self.path else ''}) has no entry for {len(missing)} unit signature(s); "
-                f"measure them there with build_table(..., table=this_table):\n  {listed}"
+                f"{', ' + self.path if self.path else ''}) has no entry for {len(missing)} unit signature(s) of "
+                f"this sub-network ({len(set(u.signature for u in units)) - len(missing)} present); measure them on "
+                "the machine the table is for: `linas lut build CONFIG --target T --out TABLE --extend TABLE` "
+                f"(more --subnets cover more of the space):\n  {listed}"
             )
         rows = [self.entries[u.signature] for u in units]
         # never below one call of the source backend: a noisy fit must not give a negative latency
@@ -319,6 +321,60 @@ def build_table(
     return LatencyTable(entries, overhead, source, call.median_ms, meta)
 
 
+def coverage(table: LatencyTable, supernet, encodings: Iterable[Any], batch_size: int) -> dict[str, Any]:
+    """How much of some sub-networks (typically fresh random ones) the table covers:
+    `share` is the share of their distinct unit signatures present, `subnets_covered`
+    how many of them it can predict whole, `missing` the absent signatures."""
+    distinct: set[str] = set()
+    missing: set[str] = set()
+    n = covered = 0
+    for encoding in encodings:
+        module, inputs = supernet.export_module(encoding, batch_size)
+        signatures = {u.signature for u in trace_units(module, inputs)}
+        absent = {sig for sig in signatures if sig not in table.entries}
+        distinct |= signatures
+        missing |= absent
+        n += 1
+        covered += not absent
+    share = (len(distinct) - len(missing)) / len(distinct) if distinct else float("nan")
+    return {"subnets": n, "subnets_covered": covered, "units": len(distinct), "units_present": len(distinct) - len(missing),
+            "share": share, "missing": sorted(missing)}
+
+
+def build_for_target(
+    supernet, target, subnets: int = 30, seed: int = 0, check: int = 20, fit_samples: int = 5,
+    table: LatencyTable | None = None, progress: bool | Callable[[str], None] = False,
+) -> tuple[LatencyTable, dict[str, Any]]:
+    """`linas lut build`: a table for `target` (a TargetConfig whose backend measures) from
+    the space's anchors plus `subnets` random sub-networks, and its coverage of `check`
+    fresh random ones (also kept in the table's meta)."""
+    from linas_lib.backends import backend_class, build_backend
+
+    if not backend_class(target.backend).timed:
+        raise ValueError(
+            f"lut build: target {target.name!r} uses the {target.backend} backend, which looks latencies up; "
+            "name a target whose backend measures (onnxruntime, torch, openvino) with the settings of the "
+            "machine the table is for")
+    space = supernet.space
+    anchors = space.anchors()
+    X = np.vstack([anchors, space.sample(subnets, seed, exclude=set(space.keys(anchors)))]) if len(anchors) \
+        else space.sample(subnets, seed)
+    if not len(X):
+        raise ValueError("lut build: --subnets must be at least 1 for a space without anchors")
+    backend = build_backend(target.backend, **target.backend_params())
+    built = build_table(supernet, X, backend, batch_size=target.batch_size, fit_samples=fit_samples, table=table,
+                        progress=progress)
+    fresh = space.sample(check, np.random.SeedSequence([seed, 1]), exclude=set(space.keys(X))) if check else X[:0]
+    report = coverage(built, supernet, fresh, target.batch_size) if len(fresh) else {}
+    built.meta.update(target=target.name, subnets_seed=seed, coverage={k: v for k, v in report.items()
+                                                                         if k != "missing"})
+    return built, report
+
+
+def _not_runnable(*_args, **_kwargs):
+    raise NotImplementedError("lut backend: it estimates latency from a table and has no runnable model")
+
+
 # ---- the backend -------------------------------------------------------------------
 @backend_registry.register("lut")
 class LutBackend(Backend):
@@ -327,6 +383,7 @@ class LutBackend(Backend):
     name = "lut"
     devices = ("cpu", "cuda")
     precisions = ("fp32", "int8")
+    timed = False  # a prediction: timing it again gives the same number
 
     def __init__(self, table: str | os.PathLike[str] | LatencyTable | None = None, **params):
         super().__init__(**params)
@@ -355,10 +412,20 @@ class LutBackend(Backend):
             raise ValueError(f"lut backend: the table was measured under other settings: {diff}")
         return self.table
 
-    def measure(self, module, example_inputs, calibration=None) -> LatencyResult:
+    @classmethod
+    def cache_key_extra(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The table's digest: a rebuilt or extended table at the same path predicts anew."""
+        table = params.get("table") or os.environ.get(TABLE_ENV)
+        if not table:
+            return {}
+        return {"table_digest": (table if isinstance(table, LatencyTable) else LatencyTable.load(table)).digest()}
+
+    def prepare(self, module, example_inputs=(), calibration=None) -> Prepared:
+        """The sub-network's units, checked against the table (a missing unit fails here,
+        naming it); `time()` sums their entries."""
         table = self._checked_table()
-        t0 = time.perf_counter()
-        median, cv, p90 = table.predict_units(trace_units(module, example_inputs))
+        units = trace_units(module, example_inputs)
+        table.predict_units(units)
         src = table.source
         fp = {
             **{k: src.get(k) for k in ("cpu_model", "cpu_count", "machine", "accelerator", "device", "precision",
@@ -371,10 +438,17 @@ class LutBackend(Backend):
             "table": table.path,
             "estimated_on": cpu_model(),
         }
+        return Prepared(call=lambda: None, runner=_not_runnable, fingerprint=fp, artifact=units)
+
+    def time(self, prepared: Prepared) -> LatencyResult:
+        t0 = time.perf_counter()
+        table = self._checked_table()
+        median, cv, p90 = table.predict_units(prepared.artifact)
         self.last_timings_s = {"export_s": 0.0, "compile_s": 0.0, "measure_s": time.perf_counter() - t0}
-        return LatencyResult(median, cv, p90, len(table.entries), fp)
+        return LatencyResult(median, cv, p90, len(table.entries), dict(prepared.fingerprint))
 
-    def prepare(self, *args, **kwargs):
-        raise NotImplementedError("lut backend: it estimates latency from a table and has no runnable model")
+    def measure(self, module, example_inputs, calibration=None) -> LatencyResult:
+        return self.time(self.prepare(module, example_inputs))
 
-    compiled_runner = prepare
+    def compiled_runner(self, *args, **kwargs):
+        _not_runnable()

@@ -29,6 +29,7 @@ class TabularBackend(Backend):
     name = "tabular"
     devices = ("cpu", "cuda")
     precisions = ("fp32",)
+    timed = False
 
     @property
     def needs_calibration(self) -> bool:

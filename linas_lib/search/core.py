@@ -6,6 +6,7 @@ both paths measure the same sub-networks.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,10 @@ from linas_lib.measurements import encodings, objective_matrix, successful
 from linas_lib.pareto import Normalization, hypervolume, non_dominated_mask, rank_and_crowding
 from linas_lib.predictors import build_predictor
 from linas_lib.search.problem import search_problem
+
+# 2: encodings as lists, cache state as fields, ISO-8601 times, units (1: JSON strings, packed
+# cache strings, epoch floats)
+SUMMARY_FORMAT = "linas-summary/2"
 
 # Candidates for the next population come from the inner search's most recent
 # evaluations: they are the best-converged, and non-dominated sorting of all
@@ -402,9 +407,76 @@ def prospective_quality(config, frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not np.isfinite(value) else value  # NaN is not JSON
+
+
 def _records(front: pd.DataFrame) -> list[dict[str, Any]]:
-    keep = [c for c in front.columns if c not in ("run", "status", "error", "targets") and not c.startswith("pred:")]
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in front[keep].to_dict("records")]
+    """Measured rows as plain JSON: the encoding a list, cache state as fields, an ISO-8601 time."""
+    from linas_lib.measurements import cache_fields, iso_time
+
+    skip = {"run", "subnet_id", "iteration", "status", "error", "targets", "encoding", "cache", "timestamp"}
+    values = [c for c in front.columns if c not in skip and not c.startswith("pred:")]
+    out = []
+    for row in front.to_dict("records"):
+        record = {"subnet_id": row["subnet_id"], "iteration": int(row["iteration"]),
+                  "encoding": [int(g) for g in json.loads(row["encoding"])]}
+        record.update({k: _plain(row[k]) for k in values})
+        record["cache"], record["cache_scopes"] = cache_fields(row.get("cache"))
+        record["measured_at"] = iso_time(row.get("timestamp"))
+        out.append(record)
+    return out
+
+
+def units(config, frame: pd.DataFrame) -> dict[str, str]:
+    """The unit of every value column of the table, plus the times' format."""
+    from linas_lib.measurements import FIXED_COLUMNS, column_unit
+    from linas_lib.supernets import supernet_class
+
+    plugin = supernet_class(config.supernet.name)
+    quality = {plugin.quality_metric: plugin.quality_unit} if getattr(plugin, "quality_unit", None) else None
+    columns = [c for c in frame.columns if c not in FIXED_COLUMNS and not c.startswith("pred:")]
+    out = {c: column_unit(c, quality) for c in columns}
+    return {**{c: u for c, u in out.items() if u}, "measured_at": "ISO-8601 UTC", "finished_at": "ISO-8601 UTC"}
+
+
+def noisy_targets(config, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Targets with latencies whose CV stayed above `measurement.max_latency_cv` after re-timing:
+    how many, of how many, how spread, and the host's load when they were timed."""
+    from linas_lib.measurements import cv_column, latency_column, load_column
+
+    limit = config.measurement.max_latency_cv
+    out: dict[str, dict[str, Any]] = {}
+    for target in config.latency_targets if limit is not None else []:
+        ok = successful(frame, [latency_column(target.name)])
+        if cv_column(target.name) not in ok or ok.empty:
+            continue
+        cv = ok[cv_column(target.name)].to_numpy(dtype=float)
+        noisy = np.isfinite(cv) & (cv > limit)
+        if not noisy.any():
+            continue
+        entry: dict[str, Any] = {"noisy": int(noisy.sum()), "measured": int(np.isfinite(cv).sum()),
+                                 "max_latency_cv": limit, "median_cv": float(np.nanmedian(cv)),
+                                 "max_cv": float(np.nanmax(cv)), "noisy_subnets": ok["subnet_id"][noisy].tolist()}
+        if load_column(target.name) in ok:
+            load = ok[load_column(target.name)].to_numpy(dtype=float)
+            if np.isfinite(load).any():
+                entry["median_load_1m"] = float(np.nanmedian(load))
+        out[target.name] = entry
+    return out
+
+
+def noisy_warnings(summary: dict[str, Any]) -> list[str]:
+    """One line per noisy target of a summary, for the CLI."""
+    lines = []
+    for target, n in (summary.get("noisy_targets") or {}).items():
+        load = f", median load average {n['median_load_1m']:.1f}" if "median_load_1m" in n else ""
+        lines.append(f"warning: target {target}: {n['noisy']} of {n['measured']} latencies stayed noisy after "
+                     f"re-timing (CV above measurement.max_latency_cv {n['max_latency_cv']:.0%}, up to "
+                     f"{n['max_cv']:.0%}{load}): the host was busy, so their ranking is uncertain; measure on a "
+                     "quieter machine for a front to rely on")
+    return lines
 
 
 def summarize(
@@ -423,10 +495,13 @@ def summarize(
                  "pareto": _records(pareto_front(config, frame, objs)) if has_data else []}
         for target, objs in target_views(config).items()
     }
+    unit = units(config, frame)
     return {
+        "format": SUMMARY_FORMAT,
         "name": config.name,
         "mode": config.search.mode,
-        "objectives": [{"name": o.name, "direction": o.direction, "unit": o.unit} for o in objectives],
+        "objectives": [{"name": o.name, "direction": o.direction, "unit": unit.get(o.name, o.unit)} for o in objectives],
+        "units": unit,
         "evaluations": int(len(frame)),
         "successful": int(len(successful(frame))),
         "failed": int((frame["status"] != "ok").sum()),
@@ -439,6 +514,7 @@ def summarize(
         "targets": targets,
         "transferability": transferability(config, frame) if has_data and len(targets) > 1 else {},
         "cache": cache_counts(frame),
+        "noisy_targets": noisy_targets(config, frame),
         "drift": drift or {},
         "previous": compare_fronts(config, previous, frame) if previous is not None and has_data else {},
     }

@@ -39,13 +39,22 @@ from linas_lib.search import core, recurring
 log = logging.getLogger("linas.search")
 
 
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config dicts, as 'key: old -> new'."""
+def config_differences(saved: dict, current: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """Dotted keys whose values differ between the config a run was started with and this
+    one, as 'key: old -> new'. A setting the saved config lacks (it predates the field)
+    counts only when this one is not its default."""
+    if defaults is None:
+        from linas_lib.config import LinasConfig
+
+        defaults = json.loads(LinasConfig().to_json())
     out = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
+        default = defaults.get(key) if isinstance(defaults, dict) else None
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, f"{prefix}{key}.")
+            out += config_differences(a, b, f"{prefix}{key}.", default if isinstance(default, dict) else {})
+        elif key not in saved and key in (defaults or {}) and b == default:
+            continue
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out

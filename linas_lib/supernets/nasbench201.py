@@ -19,8 +19,9 @@ Measurements (all from the table, nothing is trained or timed):
 * `params`: model size (the table's `model_size`, in millions of parameters, times 1e6);
 * latency through the `tabular` latency backend (`linas_lib.backends.tabular`): the
   table's latency in milliseconds, via `table_latency(encoding)`. Other latency
-  backends cannot run a table entry: `export_module` hands out a `TableEntry`, not a
-  torch module.
+  backends cannot run a table entry: `export_module` (from `TabularSupernet`,
+  `linas_lib.api.tabular`, the base of every tabular plugin) hands out a `TableEntry`,
+  not a torch module.
 
 ```yaml
 supernet: {name: nasbench201, params: {dataset: cifar10}}
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from linas_lib.api.search_space import SearchSpace, Variable
+from linas_lib.api.tabular import TableEntry, TabularSupernet  # noqa: F401  (TableEntry: its export_module's)
 from linas_lib.supernets import supernet_registry
 
 OPERATIONS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -129,28 +131,8 @@ def load_table(dataset: str) -> Table:
     return Table(dataset, acc, lat, size, train, _package_version())
 
 
-@dataclass(frozen=True)
-class TableEntry:
-    """What `export_module` hands to latency backends: a cell, not a runnable module.
-
-    The `tabular` backend asks it for `table_latency()` (ms) and `table_source()`.
-    """
-
-    plugin: "NASBench201Supernet"
-    encoding: tuple[int, ...]
-
-    def table_latency(self) -> float:
-        return self.plugin.table_latency(self.encoding)
-
-    def table_source(self) -> dict[str, str]:
-        return self.plugin.table_source()
-
-    def __repr__(self) -> str:
-        return f"TableEntry(nasbench201/{self.plugin.dataset}, {arch_string(self.encoding)})"
-
-
 @supernet_registry.register("nasbench201")
-class NASBench201Supernet:
+class NASBench201Supernet(TabularSupernet):
     """NAS-Bench-201 (15,625 cells) on cifar10, cifar100 or imagenet; every value is a table look-up."""
 
     quality_metric = "accuracy"
@@ -170,18 +152,19 @@ class NASBench201Supernet:
     def search_space(cls, **_: Any) -> SearchSpace:
         return build_space()
 
-    # ---- weights: the table ---------------------------------------------------
-    def prepare(self, checkpoint: str | None, cache_dir: str) -> str:
-        if checkpoint and checkpoint != TABLE_MARKER + self.dataset:
-            raise ValueError(f"nasbench201: it has no weights; checkpoint must be unset, got {checkpoint!r}")
-        return TABLE_MARKER + self.dataset
+    # ---- the table (TabularSupernet's prepare/load accept only its marker) ----------------
+    @property
+    def table_name(self) -> str:
+        return f"nasbench201/{self.dataset}"
 
-    def load(self, checkpoint: str | None = None) -> None:
-        if checkpoint and checkpoint != TABLE_MARKER + self.dataset:
-            raise ValueError(f"nasbench201: {checkpoint!r} is not the {self.dataset} table "
-                             f"(expected {TABLE_MARKER + self.dataset!r})")
+    def load_table(self) -> None:
         self._table = load_table(self.dataset)
-        self.checkpoint_digest = f"{TABLE_MARKER}{self.dataset}:{SOURCE_PACKAGE}=={self._table.version}"
+
+    def table_version(self) -> str:
+        return f"{SOURCE_PACKAGE}=={self.table.version}"
+
+    def describe(self, encoding: Any) -> str:
+        return arch_string(encoding)
 
     @property
     def table(self) -> Table:
@@ -235,10 +218,6 @@ class NASBench201Supernet:
 
     def table_source(self) -> dict[str, str]:
         return self.table.source()
-
-    def export_module(self, encoding: Any, batch_size: int) -> tuple[TableEntry, tuple]:
-        canon = self.space.canonicalize(encoding)[0]
-        return TableEntry(self, tuple(int(g) for g in canon)), ()
 
     # ---- the whole table, for benchmarks -------------------------------------------
     def all_encodings(self) -> np.ndarray:

@@ -47,7 +47,7 @@ def _env(ledger: Path, faults: dict | None = None) -> dict:
 def _result(run: Path) -> tuple[pd.DataFrame, list]:
     frame = pd.read_parquet(run / "measurements.parquet")
     cols = ["iteration", "subnet_id", "status", "accuracy", "latency@nb201"]
-    return frame[cols].reset_index(drop=True), json.loads((run / "pareto.json").read_text())
+    return frame[cols].reset_index(drop=True), json.loads((run / "pareto.json").read_text())["pareto"]
 
 
 def test_killed_runs_resume_without_repeating_a_measurement(tmp_path):
