@@ -106,3 +106,16 @@ def test_the_in_process_search_and_the_kfp_pipeline_are_one(net, tmp_path):
         a, b = (json.loads((d / f"populations/iter-{i:03d}.json").read_text()) for d in (store, out))
         assert a["subnet_ids"] == b["subnet_ids"]
         np.testing.assert_allclose(a["predicted"]["accuracy"], b["predicted"]["accuracy"])
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's ask/tell example, executed verbatim (in a scratch folder for its run directory)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "pipelines").symlink_to(root / "pipelines")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    assert scope["run"].finished and scope["summary"]["evaluations"] == 200
+    assert (tmp_path / "runs" / "nb201" / "summary.json").is_file()
