@@ -98,11 +98,14 @@ class RunStore:
         frame = self.load_measurements()
         return fit_predictors(config, space, frame[frame["iteration"] <= iteration], iteration + 1)
 
-    def save_results(self, summary: dict[str, Any]) -> None:
+    def save_results(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Save pareto.json and summary.json; return the summary as saved (with its finished_at)."""
         from linas_lib.measurements import iso_time
 
+        summary = {**summary, "finished_at": iso_time(time.time())}
         put_json(self.store, PARETO, pareto_doc(summary))
-        put_json(self.store, SUMMARY, {**summary, "finished_at": iso_time(time.time())})
+        put_json(self.store, SUMMARY, summary)
+        return summary
 
     def load_summary(self) -> dict[str, Any]:
         return get_json(self.store, SUMMARY)

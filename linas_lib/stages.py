@@ -247,9 +247,20 @@ def train_predictors(
         Path(measurements_path).parent.mkdir(parents=True, exist_ok=True)
         run.frame.to_parquet(measurements_path, index=False)
     _write_json(predictors_path, core.describe_predictors(run.predictors))
+    print(progress_line(config, population.iteration, new, run.frame), flush=True)
     if run.stop_reason:
         print(f"iteration {population.iteration}: {run.stop_reason}")
     return go_on
+
+
+def progress_line(config, iteration: int, new: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """One fixed, greppable line per finished iteration (`linas: iteration N: ...`)."""
+    from linas_lib.measurements import cache_counts
+
+    cache = cache_counts(new)
+    hv = core.hypervolume_history(config, frame)
+    return (f"linas: iteration {iteration}: measured {len(new)}, failed {int((new['status'] != 'ok').sum())}, "
+            f"cache {cache['hits']} hits, {cache['misses']} misses, hypervolume {hv[-1] if hv else 0.0:.4f}")
 
 
 def run_moea(config_json: str, iteration: int, measurements_path: str, predictors_path: str, population_path: str) -> None:

@@ -60,7 +60,13 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     checkpoint = prepare_checkpoint(config.supernet)
     out = run_local(config, str(args.out), checkpoint=checkpoint)
-    print_result(RunStore(str(out)).load_summary(), out)
+    summary = RunStore(str(out)).load_summary()
+    from linas_lib.cache import cache_uri
+
+    # the line `linas search` prints
+    print(f"evaluation cache {cache_uri(config, str(out))}: {summary['cache']['hits']} hits, "
+          f"{summary['cache']['misses']} misses")
+    print_result(summary, out)
     return 0
 
 

@@ -412,8 +412,9 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not np.isfinite(value) else value  # NaN is not JSON
 
 
-def _records(front: pd.DataFrame) -> list[dict[str, Any]]:
-    """Measured rows as plain JSON: the encoding a list, cache state as fields, an ISO-8601 time."""
+def _records(front: pd.DataFrame, space=None) -> list[dict[str, Any]]:
+    """Measured rows as plain JSON: the encoding a list (and, with `space`, decoded per gene),
+    cache state as fields, an ISO-8601 time."""
     from linas_lib.measurements import cache_fields, iso_time
 
     skip = {"run", "subnet_id", "iteration", "status", "error", "targets", "encoding", "cache", "timestamp"}
@@ -422,6 +423,8 @@ def _records(front: pd.DataFrame) -> list[dict[str, Any]]:
     for row in front.to_dict("records"):
         record = {"subnet_id": row["subnet_id"], "iteration": int(row["iteration"]),
                   "encoding": [int(g) for g in json.loads(row["encoding"])]}
+        if space is not None:  # what the sub-network is, for a reader of the report or pareto.json
+            record["architecture"] = {k: _plain(v) for k, v in space.decode(record["encoding"]).items()}
         record.update({k: _plain(row[k]) for k in values})
         record["cache"], record["cache_scopes"] = cache_fields(row.get("cache"))
         record["measured_at"] = iso_time(row.get("timestamp"))
@@ -439,6 +442,33 @@ def units(config, frame: pd.DataFrame) -> dict[str, str]:
     columns = [c for c in frame.columns if c not in FIXED_COLUMNS and not c.startswith("pred:")]
     out = {c: column_unit(c, quality) for c in columns}
     return {**{c: u for c, u in out.items() if u}, "measured_at": "ISO-8601 UTC", "finished_at": "ISO-8601 UTC"}
+
+
+def hardware(config, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per latency target, what the config fixes about its hardware and the cache scope its
+    latencies were measured under (a digest of the full fingerprint, host CPU included, which
+    the evaluation cache keeps with every measurement)."""
+    from linas_lib.measurements import latency_scopes
+
+    scopes = latency_scopes(frame)
+    out = {}
+    for t in config.latency_targets:
+        entry = {"backend": t.backend, "device": t.device, "precision": t.precision, "batch_size": t.batch_size,
+                 "threads": t.threads, "node": dict(t.node_fingerprint)}
+        if t.name in scopes:
+            entry["scope"] = scopes[t.name]
+        out[t.name] = entry
+    return out
+
+
+def _decoder(config):
+    """The search space alone (no weights), to decode encodings; None when it cannot be built."""
+    from linas_lib.supernets import supernet_space
+
+    try:
+        return supernet_space(config.supernet.name, **config.supernet.params)
+    except Exception:  # a plugin whose space needs more than its params: the report shows encodings
+        return None
 
 
 def noisy_targets(config, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -488,11 +518,12 @@ def summarize(
     from linas_lib.search.recurring import compare_fronts
 
     objectives = config.resolved_objectives()
-    pareto = _records(pareto_front(config, frame))
+    space = _decoder(config)
+    pareto = _records(pareto_front(config, frame), space)
     has_data = not successful(frame).empty
     targets = {
         target: {"objectives": [o.name for o in objs], "hypervolume": hypervolume_history(config, frame, objs),
-                 "pareto": _records(pareto_front(config, frame, objs)) if has_data else []}
+                 "pareto": _records(pareto_front(config, frame, objs), space) if has_data else []}
         for target, objs in target_views(config).items()
     }
     unit = units(config, frame)
@@ -515,6 +546,7 @@ def summarize(
         "transferability": transferability(config, frame) if has_data and len(targets) > 1 else {},
         "cache": cache_counts(frame),
         "noisy_targets": noisy_targets(config, frame),
+        "hardware": hardware(config, frame),
         "drift": drift or {},
         "previous": compare_fronts(config, previous, frame) if previous is not None and has_data else {},
     }

@@ -289,8 +289,8 @@ class SearchRun:
     def finish(self) -> dict[str, Any]:
         """The run's summary, saved (summary.json marks a finished run)."""
         summary = self.summary()
-        if self.store:
-            self.store.save_results(summary)
+        if self.store:  # the saved summary carries its finished_at, which the report shows
+            summary = self.store.save_results(summary)
         return summary
 
     def state(self) -> dict[str, Any]:

@@ -1,0 +1,36 @@
+"""Progress a person can follow in `linas pipeline run`: a line per iteration, kfp.local's noise dropped."""
+from __future__ import annotations
+
+import logging
+import re
+
+from linas_lib.objectives import supernet_measure
+from linas_lib.stages import progress_line
+from linas_lib.supernets import load_supernet
+from pipelines.local import QuietKfpLocal
+
+from test_report import nb_config
+
+LINE = re.compile(r"^linas: iteration (\d+): measured (\d+), failed (\d+), cache (\d+) hits, (\d+) misses, "
+                  r"hypervolume (\d\.\d{4})$")
+
+
+def test_the_iteration_line_has_a_fixed_greppable_format():
+    config = nb_config()
+    net = load_supernet(config.supernet, progress=False)
+    new = supernet_measure(config, net)(0, net.space.sample(8, 1))
+    match = LINE.match(progress_line(config, 0, new, new))
+    assert match, progress_line(config, 0, new, new)
+    assert match.groups()[:5] == ("0", "8", "0", "0", "16") and 0 < float(match.group(6)) <= 1
+
+
+def _record(level: int, path: str) -> logging.LogRecord:
+    return logging.LogRecord("root", level, path, 1, "msg", None, None)
+
+
+def test_kfp_local_info_is_dropped_and_its_errors_kept():
+    quiet = QuietKfpLocal()
+    kfp_file = "/venv/lib/python3.11/site-packages/kfp/local/task_dispatcher.py"
+    assert not quiet.filter(_record(logging.INFO, kfp_file))
+    assert quiet.filter(_record(logging.ERROR, kfp_file))
+    assert quiet.filter(_record(logging.INFO, "/work/linas_lib/stages.py"))
