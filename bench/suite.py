@@ -7,6 +7,10 @@ Problems (all measured through the ordinary measurement path, `supernet_measure`
   synthetic-mbv3                      45 conditional genes, OFA-MobileNetV3-like (bench/plugins)
   aliased-cells                       8 genes whose branch order does not matter: 746,496 gene
                                       vectors name 7,392 networks (bench/plugins)
+  elastic_cnn                         the built-in elastic CNN restricted to 1,200 sub-networks
+                                      measured for real once (bench/elastic_cnn_pool.py): test
+                                      accuracy and ONNX Runtime latency; budget 250 (a fifth of
+                                      the pool)
 Methods:
   linas        this project's LINAS, default settings (only the budget and seed are set)
   linas_paper  the paper's LINAS as published (bench/paper_linas.py)
@@ -47,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 PLUGINS = ROOT / "bench" / "plugins" / "synthetic_problems.py"
+POOL_PLUGIN = ROOT / "bench" / "plugins" / "elastic_cnn_pool.py"
 METHODS = ("linas", "linas_paper", "nsga2", "random")
 # LINAS with one default changed, for `--ablations` (never part of the default run)
 ABLATIONS = {
@@ -67,13 +72,18 @@ def problem_config(key: str, seed: int) -> dict[str, Any]:
         _, dataset, second = key.split("-")
         return {"name": key, "seed": seed, "supernet": {"name": "nasbench201", "params": {"dataset": dataset}},
                 "objectives": ["accuracy", second], "targets": tabular if second == "latency" else []}
+    if key == "elastic_cnn":
+        return {"name": key, "seed": seed, "supernet": {"name": "elastic_cnn_pool", "plugin_file": str(POOL_PLUGIN)},
+                "objectives": ["accuracy", "latency"], "targets": tabular}
     name = {"synthetic-mbv3": "synthetic_mbv3", "aliased-cells": "aliased_cells"}[key]
     return {"name": key, "seed": seed, "supernet": {"name": name, "plugin_file": str(PLUGINS)},
             "objectives": ["accuracy", "latency"], "targets": tabular}
 
 
 PROBLEMS = tuple(f"nb201-{d}-{o}" for d in ("cifar10", "cifar100", "imagenet") for o in ("latency", "params")) + (
-    "synthetic-mbv3", "aliased-cells")
+    "synthetic-mbv3", "aliased-cells", "elastic_cnn")
+# a pool of real measurements is small: a budget beyond a fifth of it would leave little to search
+PROBLEM_BUDGETS = {"elastic_cnn": 250}
 
 
 class Problem:
@@ -210,6 +220,7 @@ def aggregate(runs: list[dict], budget: int) -> dict[str, Any]:
     problems: dict[str, Any] = {}
     for key in sorted({r["problem"] for r in runs}):
         mine = [r for r in runs if r["problem"] == key]
+        budget = min(r["budget"] for r in mine)  # a problem may have its own (PROBLEM_BUDGETS)
         present = [m for m in (*METHODS, *ABLATIONS) if any(r["method"] == m for r in mine)]
         by = {m: sorted([r for r in mine if r["method"] == m], key=lambda r: r["seed"]) for m in present}
         final = {m: float(np.mean([r["curve"][-1] for r in rs])) for m, rs in by.items() if rs}
@@ -230,7 +241,8 @@ def aggregate(runs: list[dict], budget: int) -> dict[str, Any]:
             entry["mean_curve"] = np.mean([r["curve"] for r in rs], axis=0).round(6).tolist()
             methods[m] = entry
         problem = get_problem(key)
-        out = {"methods": methods, "hv_optimum": problem.hv_optimum, "normalization": problem.norm.to_dict()}
+        out = {"methods": methods, "budget": budget, "hv_optimum": problem.hv_optimum,
+               "normalization": problem.norm.to_dict()}
         out["targets"] = _targets(methods, budget)
         problems[key] = out
     return problems
@@ -308,10 +320,14 @@ def summary_markdown(result: dict[str, Any]) -> str:
     title = "Ablations of LINAS's defaults (`bench/suite.py --ablations`)" if result.get("ablations") \
         else "Search benchmark suite (`bench/suite.py`)"
     lines = [f"## {title}", "",
-             f"{len(result['seeds'])} seeds, budget {result['budget']}; normalized hypervolume (fixed box per "
+             f"{len(result['seeds'])} seeds, budget {result['budget']} "
+             f"({', '.join(f'{k} {v}' for k, v in PROBLEM_BUDGETS.items())}); normalized hypervolume (fixed box per "
              f"problem, in [0, 1]); machine load {result['machine']['load_average']} at the start."
-             + (f" Runs of {', '.join(result['reused']['methods'])} reused from an earlier run of the suite "
-                "(their code did not change)." if result.get("reused") else ""), "",
+             + (f" Reused from an earlier run of the suite (their code did not change): "
+                + "; ".join(part for part in (
+                    f"the runs of {', '.join(result['reused']['methods'])}" if result['reused'].get('methods') else "",
+                    f"every run on {', '.join(result['reused']['problems'])}" if result['reused'].get('problems') else "")
+                    if part) + "." if result.get("reused") else ""), "",
              "| problem | method | evals to NSGA-II's HV | evals to random's HV | HV@100 | HV@250 | HV@500 | repeats | "
              "search CPU s/iter |", "|---|---|---|---|---|---|---|---|---|"]
     for key, p in result["problems"].items():
@@ -352,8 +368,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ablations", action="store_true",
                         help="LINAS with one default changed at a time (selection, features, population); "
                              "writes suite_ablations.json / .md / .png")
-    parser.add_argument("--reuse", type=Path, help="a previous suite.json: its runs of the methods not run now "
-                                                   "(same problems, seeds and budget) join the results")
+    parser.add_argument("--reuse", type=Path, help="a previous suite.json: its runs not rerun now (other methods, "
+                                                   "other problems; same seeds and budget) join the results")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
@@ -367,7 +383,8 @@ def main(argv=None) -> int:
     if args.smoke:
         args.budget, args.seeds = min(args.budget, 60), min(args.seeds, 1)
     seeds = list(range(args.seeds))
-    tasks = [(p, m, s, args.budget) for p in problems for m in methods for s in seeds]
+    tasks = [(p, m, s, min(args.budget, PROBLEM_BUDGETS.get(p, args.budget))) for p in problems for m in methods
+             for s in seeds]
     started, load = time.time(), list(os.getloadavg())
     cpu0 = time.process_time()
     runs = []
@@ -383,12 +400,15 @@ def main(argv=None) -> int:
     reused = []
     if args.reuse:
         previous = json.loads(args.reuse.read_text())
-        reused = [r for r in previous["runs"] if r["method"] not in methods and r["problem"] in problems
-                  and r["seed"] in seeds and r["budget"] == args.budget]
+        # every run not rerun now: other methods on these problems, and every method on other problems
+        reused = [r for r in previous["runs"] if (r["method"] not in methods or r["problem"] not in problems)
+                  and r["seed"] in seeds and r["budget"] == min(args.budget, PROBLEM_BUDGETS.get(r["problem"], args.budget))]
         runs += reused
     result = {"benchmark": "suite", "ablations": args.ablations, "budget": args.budget, "seeds": seeds, "methods": methods,
               "reused": {"from": str(args.reuse), "runs": len(reused),
-                         "methods": sorted({r["method"] for r in reused})} if args.reuse else None,
+                         "methods": sorted({r["method"] for r in reused if r["problem"] in problems}),
+                         "problems": sorted({r["problem"] for r in reused if r["problem"] not in problems})}
+              if args.reuse else None,
               "machine": {**machine(), "load_average": load, "load_average_after": list(os.getloadavg())},
               "elapsed_s": round(time.time() - started, 1), "parent_cpu_s": round(time.process_time() - cpu0, 1),
               "targets": TARGETS, "problems": aggregate(runs, args.budget), "runs": runs}

@@ -18,6 +18,7 @@ from linas_lib.search.selection import ehvi_rank_selection, ehvi_selection, hvi_
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = str(ROOT / "bench" / "plugins" / "synthetic_problems.py")
+POOL = str(ROOT / "bench" / "plugins" / "elastic_cnn_pool.py")
 
 
 def nb201(objectives=("accuracy", "latency"), **search):
@@ -114,6 +115,35 @@ def test_dedup_is_what_prevents_repeats_on_a_small_space():
     summary, net, calls = run(nb201(evaluations=120, population=30))
     keys = [k for X in calls for k in net.space.keys(X)]
     assert len(set(keys)) == len(keys) == 120
+
+
+def test_the_real_measurement_pool_names_every_gene_vector_a_pooled_network():
+    """The suite's elastic_cnn problem: real measurements replayed, each gene vector its nearest pooled network."""
+    config = config_from_dict({"name": "pool", "seed": 0, "supernet": {"name": "elastic_cnn_pool", "plugin_file": POOL},
+                               "objectives": ["accuracy", "latency"], "targets": [{"name": "t", "backend": "tabular"}],
+                               "search": {"evaluations": 40, "population": 10}})
+    from linas_lib.objectives import supernet_measure
+    from linas_lib.supernets import load_supernet
+
+    net = load_supernet(config.supernet, progress=False)
+    space, pool = net.space, net.space.pool()
+    doc = json.loads((ROOT / "bench" / "data" / "elastic_cnn_pool.json").read_text())
+    assert len(pool) == len(doc["rows"]) >= 100 and space.n_encodings == len(pool)
+    np.testing.assert_array_equal(space.canonicalize(pool), pool)  # a pooled network names itself
+    raw = np.random.default_rng(0).integers(0, space.cardinalities, (50, space.n_var))
+    X, base = space.canonicalize_valid(raw), np.where(space.active_mask(raw), raw, 0)
+    d = np.abs(base[:, None, :] - pool[None]).sum(axis=2)
+    np.testing.assert_array_equal(np.abs(base - X).sum(axis=1), d.min(axis=1))  # the nearest one
+    sample = space.sample(30, 1, exclude=set(space.keys(pool[:5])))
+    assert len(set(space.keys(sample))) == 30 and not set(space.keys(sample)) & set(space.keys(pool[:5]))
+    frame = supernet_measure(config, net)(0, pool[:3])
+    rows = {space.key(r["encoding"]): r for r in doc["rows"][:3]}
+    for row in frame.to_dict("records"):
+        assert row["accuracy"] == rows[row["subnet_id"]]["accuracy"]
+        assert row["latency@t"] == pytest.approx(rows[row["subnet_id"]]["latency@cpu-ort"])
+    summary, _, calls = run(config)
+    keys = [k for c in calls for k in space.keys(c)]
+    assert len(keys) == len(set(keys)) == 40 and summary["hypervolume_optimum"] is not None
 
 
 # ---- predictors: features and uncertainty ---------------------------------------------------------
