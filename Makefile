@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist recbole
 	touch $(STAMP)
 
+# One BLAS/torch thread per process unless set: on a shared 2-core machine a second thread
+# costs 4x the CPU per training step and makes every latency noise.
+run search: export OMP_NUM_THREADS ?= 1
+run search: export OPENBLAS_NUM_THREADS ?= 1
+run search: export MKL_NUM_THREADS ?= 1
+
 # The main job: a real LINAS search through the real pipeline, run locally with kfp.local.
 run: setup
 	rm -rf $(RUN_DIR)

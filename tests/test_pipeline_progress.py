@@ -34,3 +34,26 @@ def test_kfp_local_info_is_dropped_and_its_errors_kept():
     assert not quiet.filter(_record(logging.INFO, kfp_file))
     assert quiet.filter(_record(logging.ERROR, kfp_file))
     assert quiet.filter(_record(logging.INFO, "/work/linas_lib/stages.py"))
+
+
+def test_pipeline_run_prints_one_line_per_iteration_and_none_of_kfp_locals_noise(tmp_path, capfd):
+    """`linas pipeline run` through the real kfp.local, on a tabular plugin (whose prepared
+    "checkpoint" is a marker, not a file: the tasks get none)."""
+    import yaml
+
+    from linas_lib.cli import main
+
+    config = tmp_path / "nb.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "nb-progress", "seed": 0, "supernet": {"name": "nasbench201", "params": {"dataset": "cifar10"}},
+        "objectives": ["accuracy", "latency"], "targets": [{"name": "nb201", "backend": "tabular"}],
+        "search": {"population": 8, "evaluations": 16, "inner": {"algorithm": "nsga2", "evaluations": 200,
+                                                                  "population": 20}}}))
+    assert main(["pipeline", "run", str(config), "--out", str(tmp_path / "run")]) == 0
+    out, err = capfd.readouterr()
+    lines = [line.strip() for line in out.splitlines()]
+    assert [line.split(":")[1].strip() for line in lines if line.startswith("linas: iteration")] == \
+        ["iteration 0", "iteration 1"], out
+    assert any(line.startswith("evaluation cache ") and "hits" in line for line in lines)
+    for noise in ("Got executor_input", "KFP Executor", "-" * 40, "have no effect", "DockerRunner", "Executing task"):
+        assert noise not in out and noise not in err, noise
