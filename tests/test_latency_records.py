@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import linas_lib.registry as registry
 import linas_lib.supernets as supernets
 from linas_lib.config import ConfigError, MeasurementPolicy, TargetConfig, config_from_dict
 from linas_lib.objectives import measure_latency
@@ -27,7 +28,7 @@ def toy(tmp_path_factory):
     from linas_lib.supernets import load_supernet
 
     supernets.supernet_names()  # the built-ins registered first: a restore must keep them
-    entries, loaded = dict(supernet_registry._entries), dict(supernets._loaded_files)
+    entries, loaded = dict(supernet_registry._entries), dict(registry._loaded_files)
     patch = pytest.MonkeyPatch()
     patch.setenv("LINAS_CACHE", str(tmp_path_factory.mktemp("cache")))
     threads = torch.get_num_threads()
@@ -40,8 +41,8 @@ def toy(tmp_path_factory):
         patch.undo()
         supernet_registry._entries.clear()
         supernet_registry._entries.update(entries)
-        supernets._loaded_files.clear()
-        supernets._loaded_files.update(loaded)
+        registry._loaded_files.clear()
+        registry._loaded_files.update(loaded)
 
 
 def test_each_latency_keeps_cpu_time_load_and_timings(toy):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import linas_lib.registry as registry
 import linas_lib.supernets as supernets
 from linas_lib.cli import main
 from linas_lib.supernets import supernet_registry
@@ -24,7 +25,7 @@ MIDDLE = "[1, 1, 0, 0]"
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     supernets.supernet_names()  # the built-ins registered first: a restore must keep them
-    entries, loaded = dict(supernet_registry._entries), dict(supernets._loaded_files)
+    entries, loaded = dict(supernet_registry._entries), dict(registry._loaded_files)
     monkeypatch.setenv("LINAS_CACHE", str(tmp_path / "cache"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -32,8 +33,8 @@ def isolated(tmp_path, monkeypatch):
     torch.set_num_threads(threads)
     supernet_registry._entries.clear()
     supernet_registry._entries.update(entries)
-    supernets._loaded_files.clear()
-    supernets._loaded_files.update(loaded)
+    registry._loaded_files.clear()
+    registry._loaded_files.update(loaded)
 
 
 def _config(tmp_path, table: Path | None = None) -> str:

@@ -423,7 +423,7 @@ def _records(front: pd.DataFrame, space=None) -> list[dict[str, Any]]:
     for row in front.to_dict("records"):
         record = {"subnet_id": row["subnet_id"], "iteration": int(row["iteration"]),
                   "encoding": [int(g) for g in json.loads(row["encoding"])]}
-        if space is not None:  # what the sub-network is, for a reader of the report or pareto.json
+        if space is not None and len(record["encoding"]) == space.n_var:  # what the sub-network is
             record["architecture"] = {k: _plain(v) for k, v in space.decode(record["encoding"]).items()}
         record.update({k: _plain(row[k]) for k in values})
         record["cache"], record["cache_scopes"] = cache_fields(row.get("cache"))
