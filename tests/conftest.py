@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated checkpoint cache and the smoke super-network, trained once."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -67,3 +68,27 @@ def smoke_supernet(smoke_config, smoke_checkpoint):
     from linas_lib.supernets import load_supernet
 
     return load_supernet(smoke_config.supernet, smoke_checkpoint, progress=False)
+
+
+@contextlib.contextmanager
+def plugins_restored():
+    """Registered super-networks and loaded plugin files restored afterwards, one torch
+    thread meanwhile: for tests that register plugins (other files check that a plugin's
+    name is unknown without its file), on tiny ops that run fastest on one thread."""
+    import torch
+
+    from linas_lib import registry
+    from linas_lib.supernets import supernet_names, supernet_registry
+
+    supernet_names()  # the built-ins registered first: a restore must keep them
+    entries, loaded = dict(supernet_registry._entries), dict(registry._loaded_files)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        supernet_registry._entries.clear()
+        supernet_registry._entries.update(entries)
+        registry._loaded_files.clear()
+        registry._loaded_files.update(loaded)

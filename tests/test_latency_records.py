@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import plugins_restored
 
-import linas_lib.registry as registry
-import linas_lib.supernets as supernets
 from linas_lib.config import ConfigError, MeasurementPolicy, TargetConfig, config_from_dict
 from linas_lib.objectives import measure_latency
-from linas_lib.supernets import supernet_registry
 
 torch = pytest.importorskip("torch")
 
@@ -27,22 +25,14 @@ def toy(tmp_path_factory):
     check that toy_mlp is unknown without its plugin file)."""
     from linas_lib.supernets import load_supernet
 
-    supernets.supernet_names()  # the built-ins registered first: a restore must keep them
-    entries, loaded = dict(supernet_registry._entries), dict(registry._loaded_files)
     patch = pytest.MonkeyPatch()
     patch.setenv("LINAS_CACHE", str(tmp_path_factory.mktemp("cache")))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
-        config = config_from_dict({"supernet": SUPERNET})
-        yield load_supernet(config.supernet, progress=False)
+        with plugins_restored():
+            config = config_from_dict({"supernet": SUPERNET})
+            yield load_supernet(config.supernet, progress=False)
     finally:
-        torch.set_num_threads(threads)
         patch.undo()
-        supernet_registry._entries.clear()
-        supernet_registry._entries.update(entries)
-        registry._loaded_files.clear()
-        registry._loaded_files.update(loaded)
 
 
 def test_each_latency_keeps_cpu_time_load_and_timings(toy):

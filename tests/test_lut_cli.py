@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import plugins_restored
 
-import linas_lib.registry as registry
-import linas_lib.supernets as supernets
 from linas_lib.cli import main
-from linas_lib.supernets import supernet_registry
 
 torch = pytest.importorskip("torch")
 
@@ -24,17 +22,9 @@ MIDDLE = "[1, 1, 0, 0]"
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    supernets.supernet_names()  # the built-ins registered first: a restore must keep them
-    entries, loaded = dict(supernet_registry._entries), dict(registry._loaded_files)
     monkeypatch.setenv("LINAS_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    supernet_registry._entries.clear()
-    supernet_registry._entries.update(entries)
-    registry._loaded_files.clear()
-    registry._loaded_files.update(loaded)
+    with plugins_restored():
+        yield
 
 
 def _config(tmp_path, table: Path | None = None) -> str:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import linas_lib.registry as registry
+from conftest import plugins_restored
 from linas_lib.api.supernet import SuperNetwork
 from linas_lib.config import ConfigError, config_from_dict, config_from_json
-from linas_lib.supernets import load_supernet, supernet_class, supernet_names, supernet_registry, supernet_space
+from linas_lib.supernets import load_supernet, supernet_class, supernet_names, supernet_space
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy_plugin.py"
 STEPS = 80  # a short training run is enough to beat chance
@@ -23,18 +23,9 @@ STEPS = 80  # a short training run is enough to beat chance
 @pytest.fixture(autouse=True)
 def fresh_registry(monkeypatch, tmp_path):
     """Each test registers the plugin anew; tiny ops run fastest on one thread."""
-    supernet_names()  # the built-ins are registered before the snapshot
-    entries = dict(supernet_registry._entries)
-    loaded = dict(registry._loaded_files)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     monkeypatch.setenv("LINAS_CACHE", str(tmp_path / "cache"))
-    yield
-    torch.set_num_threads(threads)
-    supernet_registry._entries.clear()
-    supernet_registry._entries.update(entries)
-    registry._loaded_files.clear()
-    registry._loaded_files.update(loaded)
+    with plugins_restored():
+        yield
 
 
 def import_by_path(path: Path, name: str = "toy_plugin_under_test"):

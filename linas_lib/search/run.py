@@ -174,14 +174,12 @@ class SearchRun:
         self.frame = concat() if frame is None else frame
         self.previous = previous  # a recurring run's predecessor's table (warm start only)
         self.drift: dict[str, Any] = dict(drift or {})
-        self.iteration = int(self.frame["iteration"].max()) + 1 if len(self.frame) else 0
         self.finished, self.stop_reason = False, ""
         self._asked: Population | None = None
         validation = config.search.mode == "validation"
         self._proposer = _SearcherProposer(self) if validation else _PredictorProposer(self)
-        self._proposer.replay()
-        if self.iteration != (int(self.frame["iteration"].max()) + 1 if len(self.frame) else 0):
-            self.iteration = int(self.frame["iteration"].max()) + 1 if len(self.frame) else 0  # replay cut the table
+        self._proposer.replay()  # may cut the table where it departs from the algorithm
+        self.iteration = int(self.frame["iteration"].max()) + 1 if len(self.frame) else 0
         if self.iteration and not validation:
             self.finished = not core.should_continue(config, self.frame, self.iteration - 1)[0]
         elif validation and len(self.frame) >= config.search.evaluations:
