@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from linas_lib.api.objective import ColumnKey
     from linas_lib.config import load_config
     from linas_lib.measurements import successful
     from linas_lib.objectives import supernet_measure
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
                 continue
             r = by_key[key]
             row = {"encoding": [int(g) for g in x], **{o.name: float(r[o.name]) for o in objectives},
-                   **{c: float(r[c]) for c in r if c.startswith("latency_cv")}, "load_1m": round(load, 2),
+                   **{c: float(r[c]) for c in r if ColumnKey.parse(c).statistic == "cv"},
+                   "load_1m": round(load, 2),
                    "cpu_s": round(cpu / len(chunk), 3), "wall_s": round(wall / len(chunk), 3)}
             c = net.complexity(x[None])
             row.update(macs=float(c["macs"][0]), params=float(c["params"][0]))

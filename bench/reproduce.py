@@ -60,6 +60,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from linas_lib.api.objective import is_prediction, prediction_column  # noqa: E402
 from linas_lib.config import config_from_dict  # noqa: E402
 from linas_lib.measurements import FIXED_COLUMNS, make_row, to_frame  # noqa: E402
 from linas_lib.pareto import REFERENCE, Normalization, hypervolume, non_dominated_mask  # noqa: E402
@@ -230,7 +231,7 @@ class MeasurementCache:
                 if rec["status"] != "ok":
                     continue  # failures are not cached: a later run measures again
                 values = {k: float(v) for k, v in rec.items()
-                          if k not in FIXED_COLUMNS and not str(k).startswith("pred:") and np.isfinite(v)}
+                          if k not in FIXED_COLUMNS and not is_prediction(k) and np.isfinite(v)}
                 self.rows[rec["subnet_id"]] = {"encoding": json.loads(rec["encoding"]), "values": values}
             failed = {r["subnet_id"]: r["error"] for r in fresh.to_dict("records") if r["status"] != "ok"}
             self.save()
@@ -240,7 +241,7 @@ class MeasurementCache:
         for x, key in zip(np.asarray(X), space_keys):
             values = dict(self.rows[key]["values"]) if key in self.rows else {}
             for name, value in ((predictions or {}).get(key) or {}).items():
-                values[f"pred:{name}"] = value
+                values[prediction_column(name)] = value
             rows.append(make_row(subnet_id=key, encoding=x, iteration=iteration, run="bench", values=values,
                                  error=failed.get(key, "" if key in self.rows else "not measured")))
         return to_frame(rows)

@@ -51,7 +51,7 @@ def _gene(text: str):
 def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_names: list[str] | None = None) -> list[dict[str, Any]]:
     """Quality once (when an objective of the config: a latency-only setup, e.g. OFA without
     weights, has none to measure), then latency on every chosen target: one row per target."""
-    from linas_lib.measurements import cpu_column, latency_column, load_column
+    from linas_lib.measurements import column, cpu_column, cv_column, latency_column, load_column
     from linas_lib.objectives import measure_latency, measure_quality
 
     names = target_names or [t.name for t in config.targets]
@@ -68,8 +68,8 @@ def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_name
             "target": target.name, "backend": target.backend, "precision": target.precision,
             "batch": target.batch_size, "threads": target.threads,
             "latency_ms": lat["values"].get(latency_column(target.name)),
-            "cv": lat["values"].get(f"latency_cv@{target.name}"),
-            "p90_ms": lat["values"].get(f"latency_p90@{target.name}"),
+            "cv": lat["values"].get(cv_column(target.name)),
+            "p90_ms": lat["values"].get(column("latency", target.name, "p90")),
             "cpu_ms": lat["values"].get(cpu_column(target.name)),
             "load_1m": lat["values"].get(load_column(target.name)),
             supernet.quality_metric: lat["values"].get(f"{supernet.quality_metric}@{target.name}",

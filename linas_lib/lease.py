@@ -11,6 +11,7 @@ one whose write landed last goes on (both fail only in a narrower race, never bo
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -73,7 +74,18 @@ def release(store: Store, holder: str) -> bool:
     return False
 
 
-def lease_ttl_s(config) -> float:
-    """Long enough for the longest gap between renewals (one iteration, every attempt)."""
-    t = config.cluster.timeouts
-    return float((max(t.accuracy, t.latency) + t.train + t.moea + t.sample) * (config.cluster.retries + 1))
+# A day when the deployment sets none: longer than any iteration kfp.local runs.
+DEFAULT_TTL_S = 86_400.0
+
+
+def lease_ttl_s() -> float:
+    """How long a lease lasts: the deployment layer sets LINAS_LEASE_TTL_S on the tasks,
+    from the pod time-outs and retries (pipelines.placement.Deployment.lease_ttl_s)."""
+    value = os.environ.get("LINAS_LEASE_TTL_S", "")
+    try:
+        ttl = float(value) if value else DEFAULT_TTL_S
+    except ValueError:
+        raise ValueError(f"LINAS_LEASE_TTL_S must be a number of seconds, got {value!r}") from None
+    if not ttl > 0:
+        raise ValueError(f"LINAS_LEASE_TTL_S must be positive, got {value!r}")
+    return ttl

@@ -1,7 +1,7 @@
 """The measurement table: one row per measured sub-network, plain typed columns.
 
-Fixed columns come first; each measured quantity is a float column named after
-it (``accuracy``, ``latency@cpu-ort``, ``latency_cv@cpu-ort``, ``macs``...).
+Fixed columns come first; each measured quantity is a float column named by its
+`ColumnKey` (``accuracy``, ``latency@cpu-ort``, ``latency_cv@cpu-ort``, ``macs``...).
 Failed measurements stay in the table with their reason, so nothing is lost and
 nothing is re-measured, but they never reach predictor training.
 """
@@ -15,7 +15,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from linas_lib.api.objective import Objective, latency_column, to_min_matrix  # noqa: F401  (latency_column: also from here)
+from linas_lib.api.documents import MeasurementRow, ObjectiveRecord
+from linas_lib.api.objective import (ColumnKey, Objective, column, latency_column, prediction_column,  # noqa: F401
+                                     to_min_matrix)
 
 OK, FAILED = "ok", "failed"
 FIXED_COLUMNS = ["run", "iteration", "subnet_id", "encoding", "targets", "status", "error", "cache", "timestamp"]
@@ -23,22 +25,22 @@ HIT, MISS = "hit", "miss"
 
 
 def cv_column(target: str) -> str:
-    return f"latency_cv@{target}"
+    return column("latency", target, "cv")
 
 
 def cpu_column(target: str) -> str:
     """Process CPU time per call (ms): unlike wall time, preemption on a busy host barely moves it."""
-    return f"latency_cpu@{target}"
+    return column("latency", target, "cpu")
 
 
 def load_column(target: str) -> str:
     """The host's 1-minute load average when the latency was timed."""
-    return f"load_1m@{target}"
+    return column("load_1m", target)
 
 
 def timings_column(target: str) -> str:
     """How often the latency was timed: 1, plus a re-timing per noisy (high-CV) result."""
-    return f"latency_timings@{target}"
+    return column("latency", target, "timings")
 
 
 def make_row(
@@ -52,7 +54,7 @@ def make_row(
     error: str = "",
     cache: str = "",
     timestamp: float | None = None,
-) -> dict[str, Any]:
+) -> MeasurementRow:
     """A table row; any missing or non-finite value marks the row failed."""
     bad = [k for k, v in values.items() if v is None or not math.isfinite(float(v))]
     if bad and not error:
@@ -132,8 +134,8 @@ def combine(
     *,
     iteration: int,
     run: str,
-    quality_rows: list[dict[str, Any]],
-    latency_rows: dict[str, list[dict[str, Any]]],
+    quality_rows: list[ObjectiveRecord],
+    latency_rows: dict[str, list[ObjectiveRecord]],
     predictions: dict[str, dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """Join per-stage rows (keyed by subnet_id) into measurement-table rows.
@@ -150,14 +152,14 @@ def combine(
         for target, rows in by_target.items():
             lat = rows.get(q["subnet_id"])
             if lat is None:
-                errors.append(f"latency@{target}: not measured")
+                errors.append(f"{latency_column(target)}: not measured")
                 continue
             values.update(lat["values"])
-            cache += [f"latency@{target}/{scope}={state}" for scope, state in lat.get("cache", {}).items()]
+            cache += [f"{latency_column(target)}/{scope}={state}" for scope, state in lat.get("cache", {}).items()]
             if lat["error"]:
                 errors.append(lat["error"])
         for name, value in (predictions or {}).get(q["subnet_id"], {}).items():
-            values[f"pred:{name}"] = value
+            values[prediction_column(name)] = value
         out.append(make_row(subnet_id=q["subnet_id"], encoding=q["encoding"], iteration=iteration, run=run,
                             values=values, targets=list(by_target), error="; ".join(errors), cache=";".join(cache)))
     return to_frame(out)
@@ -173,9 +175,10 @@ def latency_scopes(frame: pd.DataFrame) -> dict[str, str]:
     """target -> the cache scope (hardware fingerprint) its latencies were measured under."""
     scopes: dict[str, str] = {}
     for label, _ in _cache_items(frame):
-        if label.startswith("latency@") and "/" in label:
-            target, _, scope = label.removeprefix("latency@").partition("/")
-            scopes.setdefault(target, scope)
+        group, _, scope = label.partition("/")
+        key = ColumnKey.parse(group)
+        if scope and key.kind == "latency" and key.target:
+            scopes.setdefault(key.target, scope)
     return scopes
 
 
@@ -218,30 +221,28 @@ def epoch_time(value: Any) -> float:
     return float(value or 0)
 
 
-# Units of the table's value columns, by name or prefix (`latency@cpu-ort`: "latency@"), terse
-# enough for programs to read: latency@ is the median wall time of one call (one batch),
-# latency_cpu@ its process CPU time, latency_timings@ how often it was timed.
+# Units of the table's value columns by (kind, statistic), terse enough for programs to read:
+# latency is the median wall time of one call (one batch), its cpu statistic the process CPU
+# time, timings how often it was timed. A quality metric at a target shares its metric's unit.
 QUALITY_UNITS = {"accuracy": "fraction", "hr@10": "fraction", "bleu": "BLEU (0-100)"}
 UNITS = {
-    "latency@": "ms",
-    "latency_p90@": "ms",
-    "latency_cpu@": "ms",
-    "latency_cv@": "ratio (std/mean)",
-    "latency_norm@": "ratio (to the largest sub-network)",
-    "latency_timings@": "count",
-    "load_1m@": "load average (1 min)",
-    "macs": "MACs per sample",
-    "params": "parameters",
+    ("latency", None): "ms",
+    ("latency", "p90"): "ms",
+    ("latency", "cpu"): "ms",
+    ("latency", "cv"): "ratio (std/mean)",
+    ("latency", "norm"): "ratio (to the largest sub-network)",
+    ("latency", "timings"): "count",
+    ("load_1m", None): "load average (1 min)",
+    ("macs", None): "MACs per sample",
+    ("params", None): "parameters",
 }
 
 
 def column_unit(name: str, quality_units: dict[str, str] | None = None) -> str:
-    """The unit of a value column ('' when unknown): quality@target shares its metric's unit."""
+    """The unit of a value column ('' when unknown)."""
+    key = ColumnKey.parse(name)
     quality = {**QUALITY_UNITS, **(quality_units or {})}
-    base, at, _ = name.partition("@")
-    if at and f"{base}@" in UNITS:
-        return UNITS[f"{base}@"]
-    return UNITS.get(name) or quality.get(name) or quality.get(name.rpartition("@")[0], "")
+    return UNITS.get((key.kind, key.statistic)) or (quality.get(key.kind, "") if key.statistic is None else "")
 
 
 class IterationFailedError(RuntimeError):

@@ -50,7 +50,10 @@ def installed_entry_points(group: str):
 
 
 class Registry(Generic[T]):
+    instances: list["Registry"] = []  # every registry, so tests can restore them all
+
     def __init__(self, kind: str, group: str | None = None, builtins: Sequence[str] = ()):
+        Registry.instances.append(self)
         self.kind = kind
         self.group = group  # the entry-point group of installed plugins
         self.builtins = tuple(builtins)  # modules whose decorators register the built-ins

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from linas_lib.api.documents import ParetoDocument, Summary
 from linas_lib.api.store import Store, StoreError, get_checked, get_json, get_table, put_checked, put_json, put_table
 from linas_lib.measurements import to_frame
 from linas_lib.stores import open_store
@@ -36,7 +37,7 @@ class RunStateError(RuntimeError):
     """A run location that cannot be resumed or started as asked."""
 
 
-def pareto_doc(summary: dict[str, Any]) -> dict[str, Any]:
+def pareto_doc(summary: Summary) -> ParetoDocument:
     """pareto.json: the measured front over all objectives, with what its numbers mean."""
     return {"format": PARETO_FORMAT, **{key: summary.get(key) for key in ("name", "objectives", "units")},
             "pareto": summary["pareto"]}
@@ -98,7 +99,7 @@ class RunStore:
         frame = self.load_measurements()
         return fit_predictors(config, space, frame[frame["iteration"] <= iteration], iteration + 1)
 
-    def save_results(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def save_results(self, summary: Summary) -> Summary:
         """Save pareto.json and summary.json; return the summary as saved (with its finished_at)."""
         from linas_lib.measurements import iso_time
 
@@ -107,7 +108,7 @@ class RunStore:
         put_json(self.store, SUMMARY, summary)
         return summary
 
-    def load_summary(self) -> dict[str, Any]:
+    def load_summary(self) -> Summary:
         return get_json(self.store, SUMMARY)
 
     # ---- run lifecycle: fresh, resumed, recurring -----------------------------

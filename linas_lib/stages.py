@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from linas_lib import lease
-from linas_lib.api.documents import Population
+from linas_lib.api.documents import LatencyOutput, ObjectiveRecord, Population, check_document
 from linas_lib.config import LinasConfig, config_from_json
 from linas_lib.measurements import combine
 from linas_lib.runs import RunStore
@@ -145,7 +145,7 @@ def sample(config_json: str, store_uri: str, population_path: str, run_id: str =
     config = _config(config_json)
     run = RunStore(store_uri)
     if run_id:  # a pipeline run: take the location before start_fresh deletes anything
-        lease.acquire(run.store, run_id, lease.lease_ttl_s(config), holder_name=run_name)
+        lease.acquire(run.store, run_id, lease.lease_ttl_s(), holder_name=run_name)
     population = SearchRun.start(config, _space(config), run).ask()
     _write_json(population_path, population.to_dict())
     return len(population)
@@ -232,14 +232,16 @@ def train_predictors(
     and says whether the search goes on); hand the table on as the next state."""
     config = _config(config_json)
     population = _population(population_path)
-    outputs = [_read_json(p) for p in latency_paths]
+    # artifacts of other pods: checked as the documents they claim to be
+    outputs = [check_document(LatencyOutput, _read_json(p), f"latency artifact {p}") for p in latency_paths]
     latency = {d["target"]: d["rows"] for d in outputs}
     drift = {d["target"]: d["drift"] for d in outputs if d.get("drift")}
-    new = combine(iteration=population.iteration, run=config.name, quality_rows=_read_json(accuracy_path),
+    quality_rows = check_document(list[ObjectiveRecord], _read_json(accuracy_path), f"accuracy artifact {accuracy_path}")
+    new = combine(iteration=population.iteration, run=config.name, quality_rows=quality_rows,
                   latency_rows=latency, predictions=population.predictions())
     store = RunStore(store_uri)
     if run_id:  # still ours? (a run whose lease expired must not overwrite the one that took over)
-        lease.renew(store.store, run_id, lease.lease_ttl_s(config))
+        lease.renew(store.store, run_id, lease.lease_ttl_s())
     run = SearchRun.restore(config, _space(config), pd.read_parquet(history_path) if history_path else None, store)
     try:
         go_on = run.tell(new, population, drift)
@@ -289,7 +291,7 @@ def report(
     if not run_id:
         return _report(config, run, measurements_path, html_path, markdown_path)
     try:  # the exit task: the lease ends with the run, whatever happened to it
-        lease.renew(run.store, run_id, lease.lease_ttl_s(config))
+        lease.renew(run.store, run_id, lease.lease_ttl_s())
     except lease.LeaseHeld as exc:  # this run never held the location: report why, touch nothing
         report_refused(str(exc), html_path, markdown_path)
         return {}

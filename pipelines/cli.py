@@ -37,13 +37,23 @@ def _needs(*modules: str):
 KFP = ("kfp", "kfp.kubernetes")
 
 
+def _load(path: str):
+    """The config, its core and its Kubernetes side checked at once: a bad placement is
+    reported before anything is compiled, run or sent."""
+    from linas_lib.config import load_config
+    from pipelines.placement import deployment
+
+    config = load_config(path)
+    deployment(config)
+    return config
+
+
 # ---- linas pipeline ---------------------------------------------------------------------
 @_needs(*KFP)
 def cmd_pipeline_compile(args: argparse.Namespace) -> int:
-    from linas_lib.config import load_config
     from pipelines.linas_pipeline import compile_pipeline
 
-    config = load_config(args.config)
+    config = _load(args.config)
     path = compile_pipeline(config, str(args.output))
     print(f"compiled {config.search.iterations} LINAS iterations into {path} ({Path(path).stat().st_size / 1024:.0f} KiB)")
     return 0
@@ -51,13 +61,12 @@ def cmd_pipeline_compile(args: argparse.Namespace) -> int:
 
 @_needs(*KFP)
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
-    from linas_lib.config import load_config
     from linas_lib.runs import RunStore
     from linas_lib.supernets import prepare_checkpoint
     from pipelines.local import run_local
 
     # always local (kfp.local): a cluster run is `linas pipeline submit`; --local stays accepted
-    config = load_config(args.config)
+    config = _load(args.config)
     checkpoint = prepare_checkpoint(config.supernet)  # trained once here, not in every task
     if not Path(checkpoint).is_file():  # a tabular plugin's marker: its tasks need no weights
         checkpoint = ""
@@ -114,10 +123,9 @@ def _preflighted(config, args: argparse.Namespace):
 
 @_needs(*KFP, "kubernetes")
 def cmd_pipeline_submit(args: argparse.Namespace) -> int:
-    from linas_lib.config import load_config
     from pipelines.submit import submit_run
 
-    config = _preflighted(load_config(args.config), args)
+    config = _preflighted(_load(args.config), args)
     result = submit_run(config, args.host, experiment=args.experiment, arguments=run_arguments(args),
                         namespace=args.namespace)
     print(f"submitted {result.kind} {result.id} in experiment {result.experiment_id}")
@@ -126,10 +134,9 @@ def cmd_pipeline_submit(args: argparse.Namespace) -> int:
 
 @_needs(*KFP, "kubernetes")
 def cmd_pipeline_schedule(args: argparse.Namespace) -> int:
-    from linas_lib.config import load_config
     from pipelines.submit import schedule_run
 
-    config = _preflighted(load_config(args.config), args)
+    config = _preflighted(_load(args.config), args)
     result = schedule_run(config, args.host, cron=args.cron, max_concurrency=args.max_concurrency,
                           experiment=args.experiment, arguments=run_arguments(args), namespace=args.namespace)
     print(f"scheduled {result.kind} {result.id} ({args.cron}) in experiment {result.experiment_id}")
@@ -183,10 +190,9 @@ def add_pipeline_commands(sub) -> argparse.ArgumentParser:
 # ---- linas cluster ----------------------------------------------------------------------
 @_needs("kubernetes")
 def cmd_cluster_check(args: argparse.Namespace) -> int:
-    from linas_lib.config import load_config
     from pipelines.cluster import check_placements, list_nodes
 
-    config = load_config(args.config)
+    config = _load(args.config)
     checks = check_placements(config, list_nodes(args.kubeconfig))
     for check in checks:
         status = "ok" if check.ok else "UNSCHEDULABLE"

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from linas_lib.config import LinasConfig, Placement
+from linas_lib.config import LinasConfig
+from pipelines.placement import Placement, deployment
 
 HARDWARE_LABELS = {
     "instance_type": ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type"),
@@ -91,8 +92,9 @@ def hardware_fingerprint(node: dict) -> dict[str, str]:
 
 
 def check_placements(config: LinasConfig, nodes: list[dict]) -> list[PlacementCheck]:
-    placements: list[tuple[str, Placement]] = [("accuracy", config.cluster.accuracy)]
-    placements += [(f"target {t.name}", t) for t in config.latency_targets]
+    placed = deployment(config)
+    placements: list[tuple[str, Placement]] = [("accuracy", placed.cluster.accuracy)]
+    placements += [(f"target {t.name}", placed.placement(t)) for t in config.latency_targets]
     checks = []
     for name, placement in placements:
         check = PlacementCheck(name)

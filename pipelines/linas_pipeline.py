@@ -18,8 +18,10 @@ from kfp import dsl, kubernetes
 
 from components import stages
 from components.images import image
-from linas_lib.config import LinasConfig, Placement, Resources, TargetConfig
+from linas_lib.backends import backend_image_role
+from linas_lib.config import LinasConfig, TargetConfig
 from linas_lib.stages import run_parameter_defaults
+from pipelines.placement import ENV_LEASE_TTL, ClusterConfig, Deployment, Placement, Resources, deployment
 
 # The label MinIO's NetworkPolicy admits (manifests/base/networkpolicy.yaml).
 STORE_CLIENT_LABEL = ("linas.io/store-client", "true")
@@ -28,8 +30,8 @@ STORE_CLIENT_LABEL = ("linas.io/store-client", "true")
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
 
-def _image(config: LinasConfig, role: str) -> str:
-    return config.cluster.images.get(role) or image(role)
+def _image(cluster: ClusterConfig, role: str) -> str:
+    return cluster.images.get(role) or image(role)
 
 
 def _quantity(value: str):
@@ -51,16 +53,16 @@ def _filled(given: Resources, default: Resources) -> Resources:
     return given.model_copy(update=values)
 
 
-def latency_resources(target: TargetConfig, index: int) -> Resources:
+def latency_resources(target: TargetConfig, placement: Placement, index: int) -> Resources:
     """A latency pod is Guaranteed QoS with whole CPUs, so the kubelet's static CPU
     manager gives it exclusive cores: on a shared, throttled core a latency is noise.
     A target without resources gets `threads` CPUs and 2Gi; one with resources must
     already be Guaranteed, or compiling fails naming the fields."""
-    r = target.resources
+    r = placement.resources
     if not any((r.cpu_request, r.cpu_limit, r.memory_request, r.memory_limit)):
         cpus = str(target.threads)
         return r.model_copy(update=dict(cpu_request=cpus, cpu_limit=cpus, memory_request="2Gi", memory_limit="2Gi"))
-    where = f"targets[{index}] ({target.name}).resources"
+    where = f"targets[{index}] ({target.name}).placement.resources"
     problems = []
     if not (r.cpu_request and r.cpu_limit and _quantity(r.cpu_request) == _quantity(r.cpu_limit)):
         problems.append(f"cpu_request and cpu_limit must be set and equal (got {r.cpu_request!r}, {r.cpu_limit!r})")
@@ -95,12 +97,12 @@ def _place(task, placement: Placement, resources: Resources):
     return _resources(task, resources)
 
 
-def _common(task, config: LinasConfig, name: str, kind: str, cache: bool, uses_store: bool = False):
+def _common(task, placed: Deployment, name: str, kind: str, cache: bool, uses_store: bool = False):
     """What every task gets: name, caching, retries, Pod Security `restricted`
     settings, a writable /tmp, a pod time-out, and the store's keys where it uses it."""
     task.set_display_name(name)
     task.set_caching_options(cache)  # pure steps cache; measuring steps never do
-    cluster = config.cluster
+    cluster = placed.cluster
     if kind != "resolve":  # validating run parameters is deterministic: a retry only delays the message
         task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
     # The KFP backend adds seccomp RuntimeDefault, no privilege escalation and drops all
@@ -123,52 +125,57 @@ def _common(task, config: LinasConfig, name: str, kind: str, cache: bool, uses_s
             task.set_env_variable("LINAS_S3_ENDPOINT", cluster.s3_endpoint)
             task.set_env_variable("LINAS_S3_SECURE", str(cluster.s3_secure).lower())
         kubernetes.add_pod_label(task, *STORE_CLIENT_LABEL)
+        task.set_env_variable(ENV_LEASE_TTL, str(placed.lease_ttl_s))
     return task
 
 
-def _accuracy(config: LinasConfig, it: int, config_json, checkpoint, store_uri, population):
+def _accuracy(placed: Deployment, it: int, config_json, checkpoint, store_uri, population):
     """Accuracy on GPU nodes; with K shards, K parallel pods whose outputs are gathered.
 
     It takes the compiled config rather than the resolved one: no run parameter
     changes how a sub-network is scored, and kfp.local mis-binds task outputs that
     enter a ParallelFor body (it hands them the loop item).
     """
-    placement = config.cluster.accuracy
+    placement = placed.cluster.accuracy
     shards = placement.shards
 
     def task(shard):
         t = stages.evaluate_accuracy(config_json=config_json, checkpoint=checkpoint, store_uri=store_uri,
                                      shard=shard, shards=shards, population=population)
-        _common(t, config, f"iter {it}: evaluate accuracy", "accuracy", cache=False, uses_store=True)
-        _place(t, placement, _filled(placement.resources, config.cluster.resources.accuracy))
-        return t.set_container_image(_image(config, "cuda" if placement.resources.gpu else "base"))
+        _common(t, placed, f"iter {it}: evaluate accuracy", "accuracy", cache=False, uses_store=True)
+        _place(t, placement, _filled(placement.resources, placed.cluster.resources.accuracy))
+        return t.set_container_image(_image(placed.cluster, "cuda" if placement.resources.gpu else "base"))
 
     if shards == 1:  # no loop: keeps the unrolled graph small
         return task(0).outputs["accuracy"]
     with dsl.ParallelFor(items=list(range(shards)), parallelism=shards, name=f"accuracy-shards-{it}") as shard:
         sharded = task(shard)
     gathered = stages.gather_accuracy(shards=dsl.Collected(sharded.outputs["accuracy"]))
-    return _common(gathered, config, f"iter {it}: gather accuracy shards", "gather", cache=True).outputs["accuracy"]
+    return _common(gathered, placed, f"iter {it}: gather accuracy shards", "gather", cache=True).outputs["accuracy"]
 
 
-def _iteration(config: LinasConfig, it: int, config_json, resolved, checkpoint, store_uri, population, history):
+def _iteration(config: LinasConfig, placed: Deployment, it: int, config_json, resolved, checkpoint, store_uri,
+               population, history):
     """Add iteration `it` to the graph; returns its train task."""
-    accuracy = _accuracy(config, it, config_json, checkpoint, store_uri, population)
+    accuracy = _accuracy(placed, it, config_json, checkpoint, store_uri, population)
     latencies = {}
     for i, target in enumerate(config.latency_targets):
         task = stages.measure_latency(config_json=resolved, checkpoint=checkpoint, store_uri=store_uri,
                                       target=target.name, population=population)
-        _common(task, config, f"iter {it}: latency on {target.name}", "latency", cache=False, uses_store=True)
-        _place(task, target, latency_resources(target, i)).set_container_image(_image(config, target.image_role))
+        _common(task, placed, f"iter {it}: latency on {target.name}", "latency", cache=False, uses_store=True)
+        placement = placed.placement(target)
+        _place(task, placement, latency_resources(target, placement, i)).set_container_image(
+            _image(placed.cluster, backend_image_role(target.backend, target.device)))
         latencies[f"latency_{i}"] = task.outputs["latency"]
     previous = {"history": history} if history is not None else {}
     return _common(stages.train_predictors(
         config_json=resolved, store_uri=store_uri, population=population,
         accuracy=accuracy, run_id=RUN_ID, **previous, **latencies,
-    ), config, f"iter {it}: record and train predictors", "train", cache=True, uses_store=True)
+    ), placed, f"iter {it}: record and train predictors", "train", cache=True, uses_store=True)
 
 
-def _iterations(config: LinasConfig, config_json, resolved, checkpoint, store_uri, population) -> None:
+def _iterations(config: LinasConfig, placed: Deployment, config_json, resolved, checkpoint, store_uri,
+                population) -> None:
     """Every iteration; each after the first nests inside `dsl.If(previous go on)`.
 
     A loop over an ExitStack rather than recursion: kfp calls inspect.stack() in every
@@ -176,14 +183,14 @@ def _iterations(config: LinasConfig, config_json, resolved, checkpoint, store_ur
     history = None
     with contextlib.ExitStack() as nested:
         for it in range(config.search.iterations):
-            trained = _iteration(config, it, config_json, resolved, checkpoint, store_uri, population, history)
+            trained = _iteration(config, placed, it, config_json, resolved, checkpoint, store_uri, population, history)
             if it + 1 == config.search.iterations:
                 return
             nested.enter_context(dsl.If(trained.outputs["Output"] == True, name=f"continue-after-{it}"))  # noqa: E712
             population = _common(stages.run_moea(
                 config_json=resolved, iteration=it + 1, measurements=trained.outputs["measurements"],
                 predictors=trained.outputs["predictors"],
-            ), config, f"iter {it + 1}: search predictors (MOEA)", "moea", cache=True).outputs["population"]
+            ), placed, f"iter {it + 1}: search predictors (MOEA)", "moea", cache=True).outputs["population"]
             history = trained.outputs["measurements"]
 
 
@@ -193,8 +200,9 @@ def build_pipeline(config: LinasConfig):
                          "the pipeline runs the modes linas and oneshot")
     if len(config.targets) > stages.MAX_TARGETS:
         raise ValueError(f"targets: at most {stages.MAX_TARGETS} hardware targets per pipeline")
+    placed = deployment(config)
     for i, target in enumerate(config.targets):  # refuse a non-Guaranteed latency pod before building
-        latency_resources(target, i)
+        latency_resources(target, placed.placement(target), i)
     iterations = config.search.iterations
 
     @dsl.pipeline(name=f"linas-{config.name}".lower().replace("_", "-").replace(".", "-"),
@@ -209,17 +217,17 @@ def build_pipeline(config: LinasConfig):
         run_parameters = dict(config_json=config_json, compiled_iterations=iterations, overrides=overrides)
         # The report is the exit task: it runs after the last iteration that ran, early
         # stop or failure alike, and reads the run's measurements from the store.
-        report = _common(stages.report(store_uri=store_uri, run_id=RUN_ID, **run_parameters), config, "report",
+        report = _common(stages.report(store_uri=store_uri, run_id=RUN_ID, **run_parameters), placed, "report",
                          "report", cache=False, uses_store=True)
         with dsl.ExitHandler(report, name="linas-iterations"):
-            resolved = _common(stages.resolve_config(**run_parameters), config, "apply run parameters",
+            resolved = _common(stages.resolve_config(**run_parameters), placed, "apply run parameters",
                                "resolve", cache=True).output
             # never cached: a recurring run's population depends on the store's previous run
             sampled = _common(stages.sample(config_json=resolved, store_uri=store_uri,
                                             run_id=RUN_ID,
-                                            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), config,
+                                            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), placed,
                               "sample initial population", "sample", cache=False, uses_store=True)
-            _iterations(config, config_json, resolved, checkpoint, store_uri, sampled.outputs["population"])
+            _iterations(config, placed, config_json, resolved, checkpoint, store_uri, sampled.outputs["population"])
 
     return linas
 
@@ -252,12 +260,13 @@ def compile_pipeline(config: LinasConfig, package_path: str) -> str:
         out.write(header)
         # flow style for mappings and lists of scalars only: still YAML, a sixth smaller
         yaml.dump_all(documents, out, Dumper=_SAFE_DUMPER, sort_keys=True, default_flow_style=None, width=120)
-    size, limit = path.stat().st_size, config.cluster.max_package_kib * 1024
+    max_kib = deployment(config).cluster.max_package_kib
+    size, limit = path.stat().st_size, max_kib * 1024
     if size > limit:
         path.unlink()
         raise PackageTooLarge(
             f"the compiled pipeline is {size / 1024:.0f} KiB, above cluster.max_package_kib "
-            f"({config.cluster.max_package_kib}): {config.search.iterations} iterations x {len(config.targets)} "
+            f"({max_kib}): {config.search.iterations} iterations x {len(config.targets)} "
             "target(s) unrolled; use fewer iterations (a larger search.population or a smaller search.evaluations) "
             "or raise cluster.max_package_kib if your Argo and etcd accept larger workflows"
         )

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from linas_lib.config import LinasConfig
+from pipelines.placement import deployment
 
 
 class SubmitError(RuntimeError):
@@ -173,7 +174,8 @@ def submit_run(
     run_name: str | None = None, namespace: str | None = None,
 ) -> Submitted:
     """Runs execute in `namespace` (default: cluster.namespace) as cluster.service_account."""
-    namespace = namespace or config.cluster.namespace
+    cluster = deployment(config).cluster
+    namespace = namespace or cluster.namespace
     with tempfile.TemporaryDirectory() as folder:
         package = _package(config, folder)
         arguments = validate_arguments(config, package, arguments or {})
@@ -181,7 +183,7 @@ def submit_run(
         experiment_id = _experiment_id(client, experiment or config.name, namespace)
         run = client.create_run_from_pipeline_package(
             package, arguments=arguments, run_name=run_name or f"linas-{config.name}",
-            experiment_id=experiment_id, service_account=config.cluster.service_account,
+            experiment_id=experiment_id, service_account=cluster.service_account,
         )
     return Submitted(experiment_id, run.run_id, "run")
 
@@ -196,7 +198,8 @@ def schedule_run(
         # (linas_lib.lease): with 1, KFP starts no new run while one is active
         raise SubmitError(f"--max-concurrency {max_concurrency}: must be 1; the runs of a schedule share "
                           "store_uri and a store has one writer at a time")
-    namespace = namespace or config.cluster.namespace
+    cluster = deployment(config).cluster
+    namespace = namespace or cluster.namespace
     with tempfile.TemporaryDirectory() as folder:
         package = _package(config, folder)
         arguments = validate_arguments(config, package, arguments or {})
@@ -205,6 +208,6 @@ def schedule_run(
         job = client.create_recurring_run(
             experiment_id=experiment_id, job_name=job_name or f"linas-{config.name}-recurring",
             cron_expression=cron, max_concurrency=max_concurrency, pipeline_package_path=package,
-            params=arguments, no_catchup=True, service_account=config.cluster.service_account,
+            params=arguments, no_catchup=True, service_account=cluster.service_account,
         )
     return Submitted(experiment_id, job.recurring_run_id, "recurring run")

@@ -77,18 +77,23 @@ def plugins_restored():
     name is unknown without its file), on tiny ops that run fastest on one thread."""
     import torch
 
-    from linas_lib import registry
-    from linas_lib.supernets import supernet_names, supernet_registry
+    from linas_lib import algos, backends, predictors, registry, supernets  # noqa: F401  (their registries)
+    from linas_lib.search import selection  # noqa: F401
+    from linas_lib.stores import open_store  # noqa: F401
 
-    supernet_names()  # the built-ins registered first: a restore must keep them
-    entries, loaded = dict(supernet_registry._entries), dict(registry._loaded_files)
+    registries = list(registry.Registry.instances)
+    for r in registries:
+        r.names()  # the built-ins registered first: a restore must keep them
+    entries = {id(r): dict(r._entries) for r in registries}
+    loaded = dict(registry._loaded_files)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        supernet_registry._entries.clear()
-        supernet_registry._entries.update(entries)
+        for r in registries:
+            r._entries.clear()
+            r._entries.update(entries[id(r)])
         registry._loaded_files.clear()
         registry._loaded_files.update(loaded)

@@ -195,3 +195,45 @@ def test_the_extras_table_of_the_code_matches_pyproject():
     for extra, modules in EXTRAS.items():
         expected = {as_modules.get(n, n) for n in _names(project["optional-dependencies"][extra])}
         assert set(modules) == expected, extra
+
+
+# ---- the config: a pure schema, a resolver, placement in the deployment layer ----------------
+def test_the_schema_is_pure_data_checking():
+    """Validating against the schema runs no plugin file, looks up no registry and imports no
+    plugin: unknown names pass the schema (the resolver names them), structure does not."""
+    found = _fresh("""
+import json, sys
+from linas_lib.config.schema import LinasConfig
+c = LinasConfig.model_validate({"supernet": {"name": "nope", "plugin_file": "/no/such/plugin.py"},
+                                "targets": [{"name": "t", "backend": "nope"}],
+                                "search": {"algorithm": "nope", "selection": "nope",
+                                           "predictors": {"accuracy": {"name": "nope"}}}})
+try:
+    LinasConfig.model_validate({"seed": -1})
+    bad = "accepted"
+except Exception as exc:
+    bad = type(exc).__name__
+loaded = sorted(m for m in sys.modules if m.startswith(("linas_lib.supernets", "linas_lib.backends",
+                "linas_lib.predictors", "linas_lib.algos", "linas_lib.registry", "linas_lib.search", "linas_plugin")))
+print(json.dumps({"name": c.supernet.name, "bad": bad, "loaded": loaded}))
+""")
+    assert found == {"name": "nope", "bad": "ValidationError", "loaded": []}
+
+
+def test_the_schema_imports_nothing_above_it():
+    tree = ast.parse((ROOT / "linas_lib" / "config" / "schema.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    ours = {m for m in imported if m and m.startswith("linas_lib")}
+    assert ours <= {"linas_lib.api.objective", "linas_lib.messages", "linas_lib.config.resolve"}, ours
+
+
+def test_kubernetes_placement_lives_in_the_pipeline_layer():
+    import linas_lib.config as config
+    from pipelines import placement
+
+    for name in ("Placement", "Resources", "Toleration", "ClusterConfig", "StageResources", "TaskTimeouts"):
+        assert not hasattr(config, name) and hasattr(placement, name), name
+    # a target has a placement; the core keeps it as data the deployment layer checks
+    target = config.config_from_dict({"targets": [{"name": "t", "placement": {"node_selector": {"pool": "a"}}}]})
+    assert placement.deployment(target).placement(target.targets[0]).node_selector == {"pool": "a"}

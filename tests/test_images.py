@@ -73,7 +73,7 @@ def test_openvino_and_nncf_only_in_the_openvino_image():
 
 @pytest.mark.parametrize("role", DOCKERFILES)
 def test_images_end_as_the_uid_the_pipeline_runs_as(role):
-    from linas_lib.config import ClusterConfig
+    from pipelines.placement import ClusterConfig
 
     users = re.findall(r"^USER (\S+)$", _text(role), re.M)
     cluster = ClusterConfig()

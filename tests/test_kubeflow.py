@@ -23,13 +23,13 @@ CLUSTER_CONFIG = {
     "name": "k8s",
     "search": {"population": 10, "evaluations": 30},
     "targets": [
-        {"name": "cpu-pool", "backend": "onnxruntime", "threads": 1,
-         "node_selector": {"linas.io/pool": "cpu"},
-         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "latency", "effect": "NoSchedule"}],
-         "resources": {"cpu_request": "2", "cpu_limit": "2", "memory_request": "4Gi", "memory_limit": "4Gi"}},
-        {"name": "cpu-batch", "backend": "onnxruntime", "threads": 4, "batch_size": 64,
-         "node_selector": {"linas.io/pool": "cpu-large"},
-         "resources": {"cpu_request": "4", "cpu_limit": "4", "memory_request": "4Gi", "memory_limit": "4Gi"}},
+        {"name": "cpu-pool", "backend": "onnxruntime", "threads": 1, "placement": {
+            "node_selector": {"linas.io/pool": "cpu"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "latency", "effect": "NoSchedule"}],
+            "resources": {"cpu_request": "2", "cpu_limit": "2", "memory_request": "4Gi", "memory_limit": "4Gi"}}},
+        {"name": "cpu-batch", "backend": "onnxruntime", "threads": 4, "batch_size": 64, "placement": {
+            "node_selector": {"linas.io/pool": "cpu-large"},
+            "resources": {"cpu_request": "4", "cpu_limit": "4", "memory_request": "4Gi", "memory_limit": "4Gi"}}},
     ],
     "cluster": {
         "accuracy": {"node_selector": {"linas.io/pool": "gpu"}, "shards": 3,

@@ -54,10 +54,18 @@ def test_the_losing_writer_of_a_simultaneous_start_does_not_go_on(tmp_path, monk
         lease.acquire(store, "run-a", 60)
 
 
-def test_ttl_covers_an_iteration_with_every_retry():
-    config = load_config(SMOKE_YAML)
-    t = config.cluster.timeouts
-    assert lease.lease_ttl_s(config) >= (t.latency + t.train + t.moea) * (config.cluster.retries + 1)
+def test_ttl_covers_an_iteration_with_every_retry(monkeypatch):
+    from pipelines.placement import deployment
+
+    placed = deployment(load_config(SMOKE_YAML))
+    t, retries = placed.cluster.timeouts, placed.cluster.retries
+    assert placed.lease_ttl_s >= (t.latency + t.train + t.moea) * (retries + 1)
+    # the task reads what the pipeline set on it
+    monkeypatch.setenv("LINAS_LEASE_TTL_S", str(placed.lease_ttl_s))
+    assert lease.lease_ttl_s() == placed.lease_ttl_s
+    monkeypatch.setenv("LINAS_LEASE_TTL_S", "soon")
+    with pytest.raises(ValueError, match="LINAS_LEASE_TTL_S"):
+        lease.lease_ttl_s()
 
 
 def test_a_second_pipeline_run_on_the_same_store_fails_before_deleting_anything(tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def test_secret_service_account_and_rbac_live_where_runs_execute(overlay, runs_i
 
 def test_the_compiled_pipeline_matches_the_manifests():
     """Names the manifests and the compiled pipeline must agree on."""
-    from linas_lib.config import ClusterConfig
+    from pipelines.placement import ClusterConfig
     from pipelines.linas_pipeline import STORE_CLIENT_LABEL
 
     cluster = ClusterConfig()

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 
 from linas_lib.config import load_config
 from pipelines.linas_pipeline import PackageTooLarge, compile_pipeline, latency_resources
+from pipelines.placement import deployment
 from pod_security import restricted_violations, task_pod
 
 from conftest import ROOT
@@ -71,7 +72,7 @@ def test_every_task_pod_meets_the_restricted_profile_and_validates_strictly(mult
         pod = task_pod(executors[label]["container"], platform.get(label))
         assert restricted_violations(pod) == [], display
         security = pod["containers"][0]["securityContext"]
-        assert security["runAsNonRoot"] is True and security["runAsUser"] == config.cluster.run_as_user
+        assert security["runAsNonRoot"] is True and security["runAsUser"] == deployment(config).cluster.run_as_user
         assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} == {"/tmp"}  # writable /tmp
         kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": label}, "spec": pod},
                                      "1.33", strict=True)
@@ -95,7 +96,7 @@ def test_every_task_has_requests_limits_and_its_kinds_timeout(multi):
         resources = executors[label]["container"]["resources"]
         for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
             assert key in resources, (display, key)
-        assert int(platform[label]["activeDeadlineSeconds"]) == getattr(config.cluster.timeouts, kind), display
+        assert int(platform[label]["activeDeadlineSeconds"]) == getattr(deployment(config).cluster.timeouts, kind), display
         if kind == "latency":  # Guaranteed QoS, whole CPUs
             assert resources["resourceCpuRequest"] == resources["resourceCpuLimit"]
             assert float(resources["cpuLimit"]).is_integer()
@@ -115,12 +116,13 @@ def test_store_tasks_carry_the_label_minio_admits_and_pure_tasks_do_not(multi):
 # ---- Guaranteed latency pods -------------------------------------------------------------------------
 def _target(**resources):
     from linas_lib.config import TargetConfig
+    from pipelines.placement import Placement
 
-    return TargetConfig(name="t", threads=2, resources=resources)
+    return TargetConfig(name="t", threads=2), Placement(resources=resources)
 
 
 def test_a_latency_target_without_resources_gets_whole_cpus_for_its_threads():
-    r = latency_resources(_target(), 0)
+    r = latency_resources(*_target(), 0)
     assert (r.cpu_request, r.cpu_limit, r.memory_request, r.memory_limit) == ("2", "2", "2Gi", "2Gi")
 
 
@@ -137,12 +139,12 @@ def test_a_latency_target_without_resources_gets_whole_cpus_for_its_threads():
 def test_compile_refuses_a_latency_target_that_is_not_guaranteed(resources, message, tmp_path):
     config = load_config(MULTI)
     targets = [t.model_dump() for t in config.targets]
-    targets[1]["resources"] = resources
+    targets[1]["placement"]["resources"] = resources
     targets[1]["threads"] = 2
     bad = config.with_overrides(targets=targets)
     with pytest.raises(ValueError) as info:
         compile_pipeline(bad, str(tmp_path / "p.yaml"))
-    assert "targets[1] (cpu-ov-fp32).resources: a latency pod must be Guaranteed QoS" in str(info.value)
+    assert "targets[1] (cpu-ov-fp32).placement.resources: a latency pod must be Guaranteed QoS" in str(info.value)
     assert message in str(info.value)
     assert not (tmp_path / "p.yaml").exists()
 

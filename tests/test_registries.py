@@ -28,6 +28,16 @@ REGISTRIES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _restored():
+    """What a test's plugin files register is gone afterwards: other files list every
+    predictor or backend and would meet a test's stub."""
+    from conftest import plugins_restored
+
+    with plugins_restored():
+        yield
+
+
 @pytest.fixture
 def installed(tmp_path, monkeypatch):
     """install(module_source, {group: {name: value}}): a distribution on sys.path, as pip
@@ -148,7 +158,7 @@ def test_installed_plugins_validate_in_a_config(installed):
                        "linas.predictors": {"constant": "{module}:constant_predictor"}})
     config = config_from_dict({"targets": [{"name": "t", "backend": "echo"}],
                                "search": {"predictors": {"latency": {"name": "constant"}}}})
-    assert config.targets[0].image_role == "base"
+    assert backend_image_role(config.targets[0].backend, config.targets[0].device) == "base"
 
 
 def test_a_broken_installed_plugin_fails_when_used_with_a_clear_error(installed):
@@ -252,9 +262,12 @@ def test_every_backend_names_a_known_image_for_each_of_its_devices():
     ("openvino", "cpu", "openvino"), ("lut", "cpu", "base"), ("tabular", "cuda", "cuda"),
 ])
 def test_a_target_runs_in_its_backends_image(backend, device, role):
-    target = {"name": "t", "backend": backend, "device": device, "resources": {"gpu": int(device == "cuda")}}
-    assert config_from_dict({"targets": [target]}).targets[0].image_role == role
-    assert backend_image_role(backend, device) == role
+    from pipelines.placement import deployment
+
+    target = {"name": "t", "backend": backend, "device": device, "placement": {"resources": {"gpu": int(device == "cuda")}}}
+    config = config_from_dict({"targets": [target]})
+    deployment(config)  # a cuda target has its GPU
+    assert backend_image_role(config.targets[0].backend, config.targets[0].device) == role
 
 
 def test_a_device_without_an_image_is_a_clear_error(monkeypatch):

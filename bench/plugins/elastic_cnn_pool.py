@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from linas_lib.api.objective import ColumnKey, latency_column
 from linas_lib.api.search_space import SearchSpace
 from linas_lib.supernets import supernet_registry
 from linas_lib.supernets import elastic_cnn
 
 POOL = Path(__file__).resolve().parents[1] / "data" / "elastic_cnn_pool.json"
-LATENCY = "latency@cpu-ort"
+LATENCY = latency_column("cpu-ort")
 
 
 @functools.lru_cache(maxsize=None)
@@ -160,7 +161,7 @@ class ElasticCNNPool:
         pool = load_pool()
         columns = {"accuracy": pool["accuracy"], "latency": pool["latency"],
                    **elastic_cnn.complexity_of(pool["X"])}
-        names = [o.split("@", 1)[0] for o in objectives]
+        names = [ColumnKey.parse(o).kind for o in objectives]
         if not all(n in columns for n in names):
             return None
         V = np.column_stack([columns[n] for n in names])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from linas_lib.api.objective import ColumnKey
 from linas_lib.api.search_space import ActiveWhen, SearchSpace, Variable
 from linas_lib.supernets import supernet_registry
 
@@ -165,10 +166,11 @@ class AliasedCells(_Synthetic):
         """Every one of the 7,392 networks is known here, so the true front is too."""
         from linas_lib.pareto import non_dominated_mask
 
-        if not all(o.split("@", 1)[0] in ("accuracy", "latency", "macs", "params") for o in objectives):
+        kinds = [ColumnKey.parse(o).kind for o in objectives]
+        if not all(k in ("accuracy", "latency", "macs", "params") for k in kinds):
             return None
         v = self.values(self.space.enumerate(10**7))
-        V = np.column_stack([v[o.split("@", 1)[0]] for o in objectives])
+        V = np.column_stack([v[k] for k in kinds])
         signs = np.array([-1.0 if o == "accuracy" else 1.0 for o in objectives])
         return V[non_dominated_mask(V * signs)]
 

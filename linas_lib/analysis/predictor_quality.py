@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from linas_lib.api.objective import ColumnKey
 from linas_lib.measurements import FIXED_COLUMNS, OK, encodings
 from linas_lib.predictors import build_predictor, predictor_names
 
@@ -33,10 +34,6 @@ MEASUREMENTS_FILE = "measurements.parquet"
 PAIRWISE_TAU_MAX_N = 2000
 PREFERRED_ORDER = ("ridge", "svr_rbf", "svr_linear", "stacked")  # bases first, their stack last
 
-# Per-target statistics of a latency measurement (latency_cv@t, latency_p90@t, and
-# latency_norm@t, which is latency@t over a constant) and the predictions logged
-# before measuring (pred:...) are not objectives of their own.
-_NOT_OBJECTIVE = re.compile(r"^(pred:|latency_[A-Za-z0-9]+@)")
 
 
 # ---- metrics -------------------------------------------------------------------
@@ -80,13 +77,13 @@ def objective_columns(frame: pd.DataFrame) -> list[str]:
     """The measured objectives among a table's value columns.
 
     Every float column other than the fixed ones, latency statistics
-    (latency_cv@..., latency_p90@..., latency_norm@...) and logged predictions
-    (pred:...): the quality metric (accuracy, hr@10, accuracy@<int8 target>, ...),
+    (latency_cv@..., latency_p90@..., latency_norm@..., which is latency@t over a
+    constant), logged predictions (pred:...) and the host's load: the quality metric (accuracy, hr@10, accuracy@<int8 target>, ...),
     latency@<target>, macs and params.
     """
     return [
         c for c in frame.columns
-        if c not in FIXED_COLUMNS and not _NOT_OBJECTIVE.match(str(c)) and pd.api.types.is_float_dtype(frame[c])
+        if c not in FIXED_COLUMNS and ColumnKey.parse(str(c)).is_measured_value and pd.api.types.is_float_dtype(frame[c])
     ]
 
 

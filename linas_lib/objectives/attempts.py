@@ -11,6 +11,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from linas_lib.api.objective import ColumnKey
+
 # Wrong input fails the same way every time: retrying it only wastes the budget.
 NOT_RETRIED = (ValueError, TypeError, KeyError)
 
@@ -23,7 +25,16 @@ class InvalidMeasurement(RuntimeError):
     """A measurement that ran but returned a value that cannot be true."""
 
 
-def check_values(values: dict[str, float], positive: tuple[str, ...] = ("latency@", "latency_p90@", "latency_norm@")) -> dict[str, float]:
+# the latency columns that are times or ratios of times: never zero
+_POSITIVE_STATISTICS = (None, "p90", "norm")
+
+
+def _must_be_positive(name: str) -> bool:
+    key = ColumnKey.parse(name)
+    return key.kind == "latency" and key.statistic in _POSITIVE_STATISTICS
+
+
+def check_values(values: dict[str, float]) -> dict[str, float]:
     """NaN and infinity are never valid; latencies must be > 0, everything else >= 0."""
     for name, value in values.items():
         try:
@@ -32,7 +43,7 @@ def check_values(values: dict[str, float], positive: tuple[str, ...] = ("latency
             raise InvalidMeasurement(f"{name} = {value!r} is not a number") from None
         if not math.isfinite(v):
             raise InvalidMeasurement(f"{name} = {v}")
-        if name.startswith(positive) and v <= 0:
+        if _must_be_positive(name) and v <= 0:
             raise InvalidMeasurement(f"{name} = {v} (must be > 0)")
         if v < 0:
             raise InvalidMeasurement(f"{name} = {v} (must be >= 0)")

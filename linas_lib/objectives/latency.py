@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from linas_lib.api.documents import ObjectiveRecord
+from linas_lib.api.objective import column
 from linas_lib.backends import backend_class, build_backend
 from linas_lib.cache import EvaluationCache, latency_scope
 from linas_lib.measurements import cpu_column, cv_column, latency_column, load_column, timings_column
@@ -64,7 +66,7 @@ def retime_noisy(backend, prepared, policy) -> tuple[Any, int]:
 def measure_latency(
     supernet, encodings: np.ndarray, target, normalize: bool = False, *, policy=None,
     cache: EvaluationCache | None = None, refresh: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[ObjectiveRecord]:
     """`target` is a TargetConfig; values are keyed `latency@<target>` and friends.
 
     With `normalize`, the largest sub-network is measured in the same session and each
@@ -79,7 +81,8 @@ def measure_latency(
     X = space.canonicalize(encodings)
     keys = space.keys(X)
     col = latency_column(target.name)
-    needed = [col] + ([f"latency_norm@{target.name}"] if normalize else [])
+    norm_col = column("latency", target.name, "norm")
+    needed = [col] + ([norm_col] if normalize else [])
     scope = latency_scope(target_fingerprint(target))
     hits = {k: e for k, e in (cache.lookup(scope, keys) if cache and not refresh else {}).items()
             if all(n in e["values"] for n in needed)}
@@ -120,25 +123,25 @@ def measure_latency(
             prepared = b.prepare(module, inputs)
             result, timings = retime_noisy(b, prepared, policy)
             values = {col: result.median_ms, cv_column(target.name): result.cv,
-                      f"latency_p90@{target.name}": result.p90_ms, timings_column(target.name): float(timings)}
+                      column("latency", target.name, "p90"): result.p90_ms, timings_column(target.name): float(timings)}
             # kept with the row, so a latency taken on a busy host can be told apart afterwards
-            for column, value in ((cpu_column(target.name), result.cpu_median_ms),
-                                  (load_column(target.name), result.load_1m)):
+            for name, value in ((cpu_column(target.name), result.cpu_median_ms),
+                                (load_column(target.name), result.load_1m)):
                 if math.isfinite(value):  # NaN where there is nothing to time (lut, tabular)
-                    values[column] = value
+                    values[name] = value
             if int8 and hasattr(supernet, "evaluate_exported"):
                 # the quantized model's own quality: the INT8 search space is what is deployed
                 try:
-                    values[f"{quality}@{target.name}"] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
+                    values[column(quality, target.name)] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
                 except Exception as exc:  # e.g. OFA without weights: latency stands on its own
-                    extra["quality_error"] = f"{quality}@{target.name}: {exc}"
+                    extra["quality_error"] = f"{column(quality, target.name)}: {exc}"
             if reference:
-                values[f"latency_norm@{target.name}"] = result.median_ms / reference
+                values[norm_col] = result.median_ms / reference
             extra["fingerprint"] = {**result.fingerprint,
                                     **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}
             return values
 
-        values, error, tries = attempt(measure_one, policy, f"latency@{target.name}")
+        values, error, tries = attempt(measure_one, policy, col)
         row.update(values=values, error=error, attempts=tries, cache={scope: "miss"}, **extra)
         if cache and not error:
             record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values,

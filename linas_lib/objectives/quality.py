@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from linas_lib.api.documents import ObjectiveRecord
 from linas_lib.api.supernet import complexity_rows
 from linas_lib.cache import EvaluationCache, quality_scope
 from linas_lib.objectives.attempts import attempt
@@ -13,7 +14,7 @@ from linas_lib.objectives.recording import record_durably
 
 def measure_quality(
     supernet, encodings: np.ndarray, quality: bool = True, *, policy=None, cache: EvaluationCache | None = None
-) -> list[dict[str, Any]]:
+) -> list[ObjectiveRecord]:
     """One row per sub-network: values, or the reason they could not be measured.
 
     With `quality` False (a latency-only search, e.g. OFA without weights) only the

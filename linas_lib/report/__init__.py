@@ -116,9 +116,12 @@ def _fmt(value: Any) -> str:
 
 def _spread_columns(summary: dict[str, Any]) -> list[str]:
     """latency_cv@T and latency_p90@T of every target whose front rows carry them."""
+    from linas_lib.api.objective import ColumnKey
+
     present = {k for r in summary["pareto"] for k in r}
-    targets = [o["name"].partition("@")[2] for o in summary["objectives"] if o["name"].startswith("latency@")]
-    return [c for t in targets for c in (f"latency_cv@{t}", f"latency_p90@{t}") if c in present]
+    keys = [ColumnKey.parse(o["name"]) for o in summary["objectives"]]
+    latencies = [k for k in keys if k.kind == "latency" and k.target and k.statistic is None]
+    return [c for k in latencies for c in (str(k.with_statistic("cv")), str(k.with_statistic("p90"))) if c in present]
 
 
 def architecture_text(record: dict[str, Any]) -> str:

@@ -14,7 +14,8 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from linas_lib.algos import build_searcher
-from linas_lib.api.objective import Objective
+from linas_lib.api.documents import Summary
+from linas_lib.api.objective import Objective, is_prediction, prediction_column
 from linas_lib.measurements import encodings, objective_matrix, successful
 from linas_lib.pareto import Normalization, hypervolume, non_dominated_mask, rank_and_crowding
 from linas_lib.predictors import build_predictor
@@ -244,7 +245,7 @@ def search_groups(config) -> list[tuple[list[Objective], Any]]:
     objectives = config.resolved_objectives()
     if config.search.constraints:
         return [(objectives, c) for c in config.search.constraints]
-    latency = [o for o in objectives if o.name.startswith("latency")]
+    latency = [o for o in objectives if o.key.kind == "latency"]
     if len(latency) > 1:
         rest = [o for o in objectives if o not in latency]
         return [(rest + [o], None) for o in latency]
@@ -297,9 +298,9 @@ def target_views(config) -> dict[str, list[Objective]]:
     """Per hardware target, the objectives as that target sees them: every
     non-latency objective plus that target's latency."""
     objectives = config.resolved_objectives()
-    latency = [o for o in objectives if o.name.startswith("latency")]
+    latency = [o for o in objectives if o.key.kind == "latency"]
     rest = [o for o in objectives if o not in latency]
-    return {o.name.split("@", 1)[1]: rest + [o] for o in latency}
+    return {o.target: rest + [o] for o in latency}
 
 
 def normalization(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> Normalization:
@@ -392,7 +393,7 @@ def prospective_quality(config, frame: pd.DataFrame) -> list[dict[str, Any]]:
         rows = ok[ok["iteration"] == it]
         entry: dict[str, Any] = {"iteration": int(it)}
         for o in config.resolved_objectives():
-            col = f"pred:{o.name}"
+            col = prediction_column(o.name)
             if col not in rows or rows[col].isna().all():
                 continue
             sub = rows[rows[col].notna()]
@@ -418,7 +419,7 @@ def _records(front: pd.DataFrame, space=None) -> list[dict[str, Any]]:
     from linas_lib.measurements import cache_fields, iso_time
 
     skip = {"run", "subnet_id", "iteration", "status", "error", "targets", "encoding", "cache", "timestamp"}
-    values = [c for c in front.columns if c not in skip and not c.startswith("pred:")]
+    values = [c for c in front.columns if c not in skip and not is_prediction(c)]
     out = []
     for row in front.to_dict("records"):
         record = {"subnet_id": row["subnet_id"], "iteration": int(row["iteration"]),
@@ -439,7 +440,7 @@ def units(config, frame: pd.DataFrame) -> dict[str, str]:
 
     plugin = supernet_class(config.supernet.name)
     quality = {plugin.quality_metric: plugin.quality_unit} if getattr(plugin, "quality_unit", None) else None
-    columns = [c for c in frame.columns if c not in FIXED_COLUMNS and not c.startswith("pred:")]
+    columns = [c for c in frame.columns if c not in FIXED_COLUMNS and not is_prediction(c)]
     out = {c: column_unit(c, quality) for c in columns}
     return {**{c: u for c, u in out.items() if u}, "measured_at": "ISO-8601 UTC", "finished_at": "ISO-8601 UTC"}
 
@@ -511,7 +512,7 @@ def noisy_warnings(summary: dict[str, Any]) -> list[str]:
 
 def summarize(
     config, frame: pd.DataFrame, previous: pd.DataFrame | None = None, drift: dict[str, Any] | None = None
-) -> dict[str, Any]:
+) -> Summary:
     """Everything the report shows; `previous` (a recurring run's predecessor's table) and
     `drift` (its re-measured front) add the comparison with the previous run."""
     from linas_lib.measurements import cache_counts

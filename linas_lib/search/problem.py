@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from linas_lib.api.objective import ColumnKey
 from linas_lib.api.supernet import complexity_columns
 
 COMPLEXITY = ("macs", "params")
@@ -96,7 +97,7 @@ def _front_bounds(plugin, names: tuple[str, ...]) -> dict[str, tuple[float, floa
     out = {}
     for i, name in enumerate(names):
         col = front[:, i]
-        higher_is_better = name == quality or (quality is not None and name.startswith(f"{quality}@"))
+        higher_is_better = quality is not None and ColumnKey.parse(name).kind == quality
         out[name] = (col.max(), col.min()) if higher_is_better else (col.min(), col.max())
     return out
 

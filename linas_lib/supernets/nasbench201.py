@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from linas_lib.api.objective import ColumnKey
 from linas_lib.api.search_space import SearchSpace, Variable
 from linas_lib.api.tabular import TableEntry, TabularSupernet  # noqa: F401  (TableEntry: its export_module's)
 from linas_lib.supernets import supernet_registry
@@ -204,7 +205,7 @@ class NASBench201Supernet(TabularSupernet):
         values = self.all_values()
         columns, signs = [], []
         for name in objectives:
-            base = name.split("@", 1)[0]
+            base = ColumnKey.parse(name).kind
             if base not in ("accuracy", "latency", "params"):
                 return None
             columns.append(values[base])

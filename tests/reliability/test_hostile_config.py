@@ -29,7 +29,12 @@ from linas_lib.config import (
     load_config,
 )
 
+from pipelines.placement import ClusterConfig, Placement, deployment
+
 ROOT = Path(__file__).resolve().parents[2]
+# Sections the core keeps as plain data and the deployment layer checks: a user writes one
+# file, so every hostile value is tried through both (as `linas pipeline compile` does).
+SECTIONS = {"cluster": ClusterConfig, "placement": Placement}
 BASE = {
     "name": "t",
     "supernet": {"name": "elastic_cnn"},
@@ -52,9 +57,13 @@ def _with(**dotted) -> dict:
     return data
 
 
+def _check(data):
+    return deployment(config_from_dict(data))
+
+
 def _error(data) -> str:
     with pytest.raises(ConfigError) as info:
-        config_from_dict(data)
+        _check(data)
     return str(info.value)
 
 
@@ -68,7 +77,7 @@ def test_base_is_valid():
     ("search.popsize", "population"),
     ("search.inner.popsize", "evaluations"),
     ("targets.0.batchsize", "batch_size"),
-    ("targets.0.resources.gpus", "gpu"),
+    ("targets.0.placement.resources.gpus", "gpu"),
     ("cluster.accuracy.shard", "shards"),
     ("search.early_stop.windw", "window"),
 ])
@@ -99,7 +108,7 @@ def test_unknown_key_inside_a_dict_of_models():
     ("targets.0.device", "tpu"),
     ("targets.0.precision", "int4"),
     ("targets.0.name", "Not A DNS Label"),
-    ("targets.0.resources.cpu_limit", "lots"),
+    ("targets.0.placement.resources.cpu_limit", "lots"),
     ("cluster.retries", 99),
     ("cluster.retry_backoff", "soon"),
     ("cluster.s3_secure", "perhaps"),
@@ -292,6 +301,8 @@ def _leaves(model: type[BaseModel], data: dict, prefix: str = ""):
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         inner = _unwrap(field.annotation)
+        if name in SECTIONS and typing.get_origin(inner) is dict:
+            inner = SECTIONS[name]
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             yield from _leaves(inner, data.get(name) or {}, path + ".")
         elif typing.get_origin(inner) is list and isinstance(data.get(name), list) and data[name]:
@@ -373,7 +384,7 @@ def test_any_single_bad_field_is_a_config_error_naming_it(candidate):
     path, value = candidate
     data = _with(**{path: value})
     try:
-        config_from_dict(data)
+        _check(data)
     except ConfigError as exc:
         assert path in str(exc), f"{path}={value!r}: {exc}"
     else:
@@ -386,11 +397,11 @@ def test_any_single_bad_field_is_a_config_error_naming_it(candidate):
                     max_leaves=8))
 def test_arbitrary_yaml_data_never_escapes_as_another_exception(data):
     try:
-        config_from_dict(data)
+        _check(data)
     except ConfigError:
         pass
     try:
-        config_from_dict({"search": data, "targets": data})
+        _check({"search": data, "targets": data, "cluster": data})
     except ConfigError:
         pass
 
@@ -427,6 +438,10 @@ def _config_fields(model=LinasConfig, prefix=""):
     for name, info in model.model_fields.items():
         path, tp = f"{prefix}{name}", info.annotation
         yield path, tp, name, info.metadata
+        if name in SECTIONS and typing.get_origin(tp) is typing.Annotated or typing.get_origin(tp) is dict:
+            if name in SECTIONS:
+                yield from _config_fields(SECTIONS[name], f"{path}.")
+                continue
         unions = _unwrap_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else []
         for arg in [tp, *unions]:
             origin, args = typing.get_origin(arg), typing.get_args(arg)
