@@ -12,7 +12,7 @@ export LINAS_CACHE ?= $(CURDIR)/.cache/linas
 RUN_CONFIG ?= pipelines/configs/animal_mnist.yaml
 RUN_DIR    ?= runs/animal-mnist
 
-.PHONY: setup tools run search test bench bench-full compile images manifests constraints clean
+.PHONY: setup tools browser run search test bench bench-full compile images manifests constraints clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,17 @@ $(TOOLS_STAMP): constraints-tools.txt
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-tools.txt checkov
 	touch $(TOOLS_STAMP)
+
+# The report's test renders it in a real browser: Debian's headless Chromium, installed here
+# when missing and apt-get can (as root, or sudo without a password, as on a clean CI machine);
+# anywhere else that test skips, saying why.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ] || ! command -v apt-get >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+	  echo "browser: $(CHROMIUM) missing and no root to install it: the browser test will skip"; exit 0; fi; \
+	{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends chromium fonts-dejavu-core >/dev/null; } || { echo "browser: apt-get failed"; exit 1; }
 
 # One BLAS/torch thread per process unless set: on a shared 2-core machine a second thread
 # costs 4x the CPU per training step and makes every latency noise.
@@ -51,10 +62,10 @@ compile: setup
 	$(VENV)/bin/linas pipeline compile $(RUN_CONFIG) -o build/linas-animal-mnist.yaml
 
 # Two workers, one test file each: kfp.local runs and training are single-threaded.
-# The two venvs install side by side (each pip is one core, about 70 s for the tools), and
-# LINAS_TOOLS_VENV makes a missing tool a failure rather than a skip.
+# The two venvs and Chromium install side by side (each pip is one core, about 70 s for the
+# tools; apt about 40 s), and LINAS_TOOLS_VENV makes a missing tool a failure rather than a skip.
 test:
-	$(MAKE) --no-print-directory -j2 setup tools
+	$(MAKE) --no-print-directory -j3 setup tools browser
 	LINAS_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 # Benchmarks: bench/results/*.json, PNG plots and bench/results/SUMMARY.md.

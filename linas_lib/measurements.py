@@ -142,6 +142,10 @@ def combine(
 
     `predictions` maps subnet_id -> {objective: value predicted before measuring},
     kept as `pred:<objective>` columns for prospective predictor quality.
+
+    The latency rows' recorded hardware fingerprints (one per target and cache scope, host
+    details included) ride along as the frame's `attrs["hardware"]`: the table's columns are
+    numbers, and `SearchRun.tell` keeps them for the report (`hardware_records`).
     """
     by_target = {t: {r["subnet_id"]: r for r in rows} for t, rows in latency_rows.items()}
     out = []
@@ -162,7 +166,21 @@ def combine(
             values[prediction_column(name)] = value
         out.append(make_row(subnet_id=q["subnet_id"], encoding=q["encoding"], iteration=iteration, run=run,
                             values=values, targets=list(by_target), error="; ".join(errors), cache=";".join(cache)))
-    return to_frame(out)
+    frame = to_frame(out)
+    frame.attrs["hardware"] = hardware_records(latency_rows)
+    return frame
+
+
+def hardware_records(latency_rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """target -> cache scope -> the fingerprint recorded with its measurements (the first one
+    of each scope: a scope is a digest of what they share)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for target, rows in latency_rows.items():
+        for row in rows:
+            if row.get("fingerprint"):
+                for scope in row.get("cache", {}):
+                    out.setdefault(target, {}).setdefault(scope, dict(row["fingerprint"]))
+    return out
 
 
 def _cache_items(frame: pd.DataFrame) -> list[tuple[str, str]]:

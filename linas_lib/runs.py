@@ -7,6 +7,7 @@
     pareto.json, summary.json   results, derived from the measurements (summary.json marks a finished run):
                                 encodings as lists, cache state as fields, ISO-8601 times, a units map
     drift.json                  a recurring run: the previous front re-measured, per target
+    hardware.json               per target and cache scope, the hardware fingerprint recorded with the latencies
     previous.json               a recurring run: which history entry it started from
     history/<stamp>/            earlier finished runs at this location (summary, measurements, config)
     report.html, report.md      the human-readable report
@@ -31,6 +32,7 @@ SUMMARY = "summary.json"
 PARETO = "pareto.json"
 PARETO_FORMAT = "linas-pareto/2"  # 1 was a bare list of records with JSON-string encodings
 HISTORY = "history"
+HARDWARE = "hardware.json"
 
 
 class RunStateError(RuntimeError):
@@ -138,7 +140,7 @@ class RunStore:
                 put_checked(self.store, f"{prefix}/{key}", get_checked(self.store, key))
         put_json(self.store, "previous.json", {"history": prefix, "finished_at": summary.get("finished_at")})
         # the results belong to the archived run now; this location holds an unfinished run
-        for key in (SUMMARY, PARETO, "report.html", "report.md", "drift.json"):
+        for key in (SUMMARY, PARETO, "report.html", "report.md", "drift.json", HARDWARE):
             for k in (key, key + ".sha256"):
                 self.store.delete(k)
         return prefix
@@ -152,7 +154,7 @@ class RunStore:
 
     def clear_progress(self) -> None:
         """A fresh start: drop an unfinished run's iterations (its measurements stay in the cache)."""
-        for prefix in ("populations/", "predictors/", "tables/", MEASUREMENTS, "drift.json"):
+        for prefix in ("populations/", "predictors/", "tables/", MEASUREMENTS, "drift.json", HARDWARE):
             for key in self.store.list(prefix):
                 self.store.delete(key)
 
@@ -168,6 +170,12 @@ class RunStore:
 
     def load_drift(self) -> dict[str, Any] | None:
         return get_json(self.store, "drift.json") if self.store.exists("drift.json") else None
+
+    def save_hardware(self, hardware: dict[str, Any]) -> None:
+        put_json(self.store, HARDWARE, hardware)
+
+    def load_hardware(self) -> dict[str, Any]:
+        return get_json(self.store, HARDWARE) if self.store.exists(HARDWARE) else {}
 
     def save_text(self, name: str, text: str) -> None:
         put_checked(self.store, name, text.encode())

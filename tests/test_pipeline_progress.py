@@ -57,3 +57,8 @@ def test_pipeline_run_prints_one_line_per_iteration_and_none_of_kfp_locals_noise
     assert any(line.startswith("evaluation cache ") and "hits" in line for line in lines)
     for noise in ("Got executor_input", "KFP Executor", "-" * 40, "have no effect", "DockerRunner", "Executing task"):
         assert noise not in out and noise not in err, noise
+    # the measuring tasks' fingerprints reach the report task (a run restored from its table)
+    from linas_lib.runs import RunStore
+
+    recorded = RunStore(str(tmp_path / "run")).load_summary()["hardware"]["nb201"]["fingerprint"]
+    assert recorded["backend"] == "tabular" and recorded["table_source"]["dataset"] == "cifar10"

@@ -1,14 +1,28 @@
 """The report a person reads, on real small runs (nasbench201's table: seconds, no training):
-its HTML parsed with the standard library, its figures' axes read from matplotlib."""
+its HTML parsed with the standard library, its figures' axes read from matplotlib, the page
+rendered in headless Chromium (tests/browser.py), and a real ONNX Runtime target's full
+hardware fingerprint (the toy plugin)."""
 from __future__ import annotations
 
+import base64
+import io
+import json
+import os
+import platform
+import re
 from html.parser import HTMLParser
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+import browser
+
 from linas_lib.config import config_from_dict
+from linas_lib.config import load_config as load_config_file
+from linas_lib.measurements import encodings as measurements_encodings
 from linas_lib.objectives import supernet_measure
-from linas_lib.report import hypervolume_figure, markdown_report, pareto_figure, html_report
+from linas_lib.report import hypervolume_figure, markdown_report, pareto_figure, html_report, write_reports
 from linas_lib.runs import RunStore
 from linas_lib.search.loop import run_linas
 from linas_lib.supernets import load_supernet
@@ -120,8 +134,11 @@ def test_the_html_report_has_its_sections_units_architectures_and_config(one):
     first = summary["pareto"][0]
     assert front[1][-1] == ", ".join(f"{g}={v}" for g, v in first["architecture"].items())
     assert set(first["architecture"]) == {f"edge{i}" for i in range(6)}
-    hardware = page.table_after("Hardware")
-    assert hardware[1][:3] == ["nb201", "tabular", "cpu"] and hardware[1][-1].startswith("latency-")
+    hardware = {row[0]: row[1:] for row in page.table_after("Hardware")}
+    assert hardware["field"] == ["nb201"] and hardware["backend"] == ["tabular"] and hardware["device"] == ["cpu"]
+    assert hardware["fingerprint scope"][0].startswith("latency-")
+    # a table's latencies: the fingerprint names the table, never this host
+    assert hardware["CPU model"] == ["n/a (table: NAS-Bench-201 cifar10)"] and "benchmark=" in hardware["table_source"][0]
     assert "name: report" in page.details[0] and "supernet:" in page.details[0]
     date = next(p for p in page.paragraphs if p.startswith("finished "))
     assert summary["finished_at"] in date
@@ -156,7 +173,7 @@ def test_several_targets_get_a_comparison_table_and_a_panel_each(two):
     compared = page.table_after("Targets compared")
     assert compared[0][:3] == ["target", "front size", "final hypervolume"]
     assert [r[0] for r in compared[1:]] == ["nb201", "nb201b"]
-    assert [r[0] for r in page.table_after("Hardware")[1:]] == ["nb201", "nb201b"]
+    assert page.table_after("Hardware")[0] == ["field", "nb201", "nb201b"]
     assert [ax.get_xlabel() for ax in pareto_figure(summary, frame).axes] == ["latency@nb201 (ms)",
                                                                               "latency@nb201b (ms)"]
 
@@ -169,3 +186,165 @@ def test_write_reports_puts_both_in_the_run_with_its_config(one):
     assert run.store.get_bytes("report.html").decode() == html_text
     assert "```yaml\n" in md_text and "\nname: report\n" in md_text and "| architecture (gene=value) |" in md_text
     assert "latency@nb201 (ms)" in md_text and f"- finished: {summary['finished_at']}" in md_text
+
+
+TOY = {"name": "toy_mlp", "plugin_file": str(Path(__file__).parent / "plugins" / "toy_plugin.py"),
+       "params": {"steps": 10}}
+
+
+def test_the_report_shows_each_targets_full_hardware_fingerprint_as_the_cache_recorded_it(tmp_path, monkeypatch):
+    """A real ONNX Runtime target on this host: the summary and the report carry the whole
+    fingerprint kept with every cache entry (CPU model, cores, OS, backend version...) and
+    the load while timing; so do a run restored from its table (the pipeline's report
+    stage) and measurements served from the cache."""
+    import yaml
+    from conftest import plugins_restored
+
+    from linas_lib.backends.timing import cpu_model
+    from linas_lib.cache import open_cache
+    from linas_lib.cli import main
+    from linas_lib.measurements import combine
+    from linas_lib.objectives import measure_latency
+    from linas_lib.runs import RunStore
+    from linas_lib.search.run import SearchRun
+
+    ort = pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("LINAS_CACHE", str(tmp_path / "checkpoints"))
+    target = {"name": "cpu-ort", "backend": "onnxruntime", "batch_size": 8, "threads": 1, "warmup": 1,
+              "min_repeats": 3, "min_time_s": 0.005}
+    config_path, out = tmp_path / "toy.yaml", tmp_path / "run"
+    config_path.write_text(yaml.safe_dump({
+        "name": "toy", "supernet": TOY, "objectives": ["accuracy", "latency"], "targets": [target],
+        "measurement": {"max_latency_cv": None},
+        "search": {"population": 3, "evaluations": 3, "inner": {"evaluations": 30, "population": 10}}}))
+    with plugins_restored():
+        assert main(["search", str(config_path), "--out", str(out)]) == 0
+        config, run = load_config_file(config_path), RunStore(str(out))
+        net = load_supernet(config.supernet, progress=False)
+        frame = run.load_measurements()
+        restored = SearchRun.restore(config, net.space, frame, run).summary()
+        again = measure_latency(net, measurements_encodings(frame), config.targets[0],
+                                cache=open_cache(config, str(out), net, None))
+    entries = [e for e in (tmp_path / "evaluation-cache").rglob("*.json") if "/latency-" in str(e)]
+    assert len(entries) == 3 and {json.loads(e.read_text())["fingerprint"]["cpu_model"] for e in entries} \
+        == {cpu_model()}
+    recorded = json.loads(entries[0].read_text())["fingerprint"]
+
+    summary = run.load_summary()["hardware"]["cpu-ort"]
+    assert summary["fingerprint"] == recorded, "the summary holds the record the cache keeps"
+    assert restored["hardware"]["cpu-ort"]["fingerprint"] == recorded
+    assert [r["cache"] for r in again] == [{summary["scope"]: "hit"}] * 3 and summary["scope"] == entries[0].parent.name
+    hits = combine(iteration=0, run="toy", latency_rows={"cpu-ort": again},
+                   quality_rows=[{"subnet_id": r["subnet_id"], "encoding": r["encoding"], "values": {}, "error": ""}
+                                 for r in again])
+    assert hits.attrs["hardware"] == {"cpu-ort": {summary["scope"]: recorded}}, "a cache hit brings its record"
+    for key, value in {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "backend": "onnxruntime",
+                       "backend_version": ort.__version__, "threads": 1, "batch_size": 8, "python":
+                       platform.python_version(), "os": platform.platform()}.items():
+        assert recorded[key] == value, key
+    assert recorded["cpu_cores"] >= 1 and recorded["cpu_usable"] >= 1 and recorded["providers"]
+    assert 0 <= summary["load_1m"]["median"] <= summary["load_1m"]["max"]
+
+    shown = {row[0]: row[1] for row in Page(run.store.get_bytes("report.html").decode()).table_after("Hardware")[1:]}
+    assert shown["CPU model"] == cpu_model() and shown["logical CPUs"] == str(os.cpu_count())
+    assert shown["physical cores"] == str(recorded["cpu_cores"]) and shown["OS"] == platform.platform()
+    assert shown["backend version"] == ort.__version__ and shown["threads"] == "1"
+    assert shown["providers"] == "CPUExecutionProvider" and shown["fingerprint scope"] == summary["scope"]
+    assert shown["load average (1 min) while timing"].startswith("median ")
+    md_text = run.store.get_bytes("report.md").decode()
+    assert f"| CPU model | {cpu_model()} |" in md_text and f"| OS | {platform.platform()} |" in md_text
+
+
+# ---- the report in a real browser ------------------------------------------------------
+def embedded_plots(page: str) -> list[np.ndarray | None]:
+    """Each <img>'s embedded PNG as RGB pixels, in page order (None: not a decodable PNG)."""
+    from PIL import Image, UnidentifiedImageError
+
+    plots = []
+    for data in re.findall(r'<img [^>]*src="data:image/png;base64,([^"]*)"', page):
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(data))) as png:
+                plots.append(np.asarray(png.convert("RGB")))
+        except (UnidentifiedImageError, ValueError):
+            plots.append(None)
+    return plots
+
+
+def _crop(shot: np.ndarray, box, width: int) -> np.ndarray:
+    x, y, w, h = (round(v) for v in box)
+    return shot[y:y + h, x:min(x + w, width)].astype(float)
+
+
+def layout_problems(probe: dict, shot: np.ndarray, page: str) -> list[str]:
+    """What is wrong with a rendered report, from its screenshot and the page's own measurements:
+    errors, a page wider or taller than the window, a blank screenshot, a plot that did not load
+    or is not where the page says it is, a heading or table with no visible text."""
+    from PIL import Image
+
+    width, height = probe["width"], probe["height"]
+    problems = [f"page error: {e}" for e in probe["errors"]]
+    if shot.shape[1] != width or shot.shape[0] < height:
+        problems.append(f"screenshot {shot.shape[1]}x{shot.shape[0]} is not the {width}x{height} window")
+    if probe["scrollWidth"] > width:
+        problems.append(f"the page is {probe['scrollWidth']} px wide in a {width} px window (scrolls sideways)")
+    if probe["scrollHeight"] > height:
+        problems.append(f"the page is taller ({probe['scrollHeight']} px) than the window: not all of it was captured")
+    if shot[:height].std() < 20:
+        problems.append("the screenshot is blank")
+    plots = embedded_plots(page)
+    if len(plots) != len(probe["images"]):
+        problems.append(f"{len(probe['images'])} images rendered, {len(plots)} in the page")
+    for image, plot in zip(probe["images"], plots):
+        if not image["complete"] or min(image["natural"]) == 0 or plot is None:
+            problems.append(f"image {image['alt']!r} did not load")
+            continue
+        crop = _crop(shot, image["box"], width)
+        if crop.shape[:2] != plot.shape[:2]:  # scaled to fit: compare with the plot scaled alike
+            plot = np.asarray(Image.fromarray(plot).resize(crop.shape[1::-1], Image.BILINEAR))
+        difference = np.abs(crop - plot).mean()
+        if difference > (2 if list(plot.shape[1::-1]) == image["natural"] else 10) or crop.std() < 20:
+            problems.append(f"image {image['alt']!r}: the screenshot at {image['box']} is not its plot "
+                            f"(mean difference {difference:.1f} of 255)")
+    for element in probe["headings"] + probe["tables"]:
+        crop = _crop(shot, element["box"], width)
+        name = element.get("text") or f"table under {element['heading']!r}"
+        if (crop.min(axis=2) < 128).mean() < 0.002:
+            problems.append(f"{name}: no visible text where the page puts it ({element['box']})")
+    for table in probe["tables"]:  # the header row's shading, where the table is
+        band = _crop(shot, [*table["box"][:3], 12], width)
+        if (np.abs(band - 243).max(axis=2) <= 2).mean() < 0.2:
+            problems.append(f"table under {table['heading']!r}: no header row at {table['box']}")
+    return problems
+
+
+@pytest.mark.skipif(browser.chromium() is None, reason="no Chromium: `make browser` installs Debian's (make test "
+                    "does), or set LINAS_CHROMIUM")
+def test_the_report_renders_in_a_real_browser_with_every_plot_and_table_in_place(two, tmp_path):
+    run, summary, frame = two
+    write_reports(run, summary, frame)
+    page = (Path(run.uri) / "report.html").read_text()
+    pareto = json.loads((Path(run.uri) / "pareto.json").read_text())
+    # the same report with its first plot broken: what the checks must catch
+    broken = re.sub(r'(src="data:image/png;base64,)[^"]{200}', r"\1iVBORw0KGgoAAAANSUhEUg", page, count=1)
+    pages = {"report": page, "broken": broken}
+    rendering = {name: browser.start(text, tmp_path / name) for name, text in pages.items()}  # side by side
+    (probe, shot), (broken_probe, broken_shot) = (browser.finish(p, tmp_path / n) for n, p in rendering.items())
+
+    assert layout_problems(probe, shot, page) == []
+    assert shot.shape == (6000, 1280, 3) and probe["width"] == 1280, "the screenshot is the window asked for"
+    tables = {t["heading"]: t for t in probe["tables"]}
+    front = tables["Pareto-optimal sub-networks"]
+    assert len(front["rows"]) == len(pareto["pareto"]) and [r[0] for r in front["rows"]] == \
+        [p["subnet_id"] for p in pareto["pareto"]]
+    for o in pareto["objectives"]:  # every axis and column says its unit
+        assert f"{o['name']} ({pareto['units'][o['name']]})" in front["head"]
+    assert [i["alt"] for i in probe["images"]] == [
+        "Pareto front: accuracy (fraction) against latency@nb201 (ms); accuracy (fraction) against latency@nb201b (ms)",
+        "Hypervolume (share of the box, 0-1) against real evaluations"]
+    assert tables["Hardware"]["head"] == ["field", "nb201", "nb201b"]
+    assert [h["text"] for h in probe["headings"]][:3] == ["LINAS report: report", "Measured Pareto front",
+                                                         "Hypervolume"]
+
+    problems = layout_problems(broken_probe, broken_shot, broken)
+    assert any("failed to load IMG" in p for p in problems), problems
+    assert any("Pareto front: accuracy" in p and "did not load" in p for p in problems), problems

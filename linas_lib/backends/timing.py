@@ -90,6 +90,52 @@ def host_fingerprint() -> dict:
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count() or 0, "machine": platform.machine()}
 
 
+def _physical_cores() -> int:
+    """Distinct (socket, core) pairs in /proc/cpuinfo; 0 where it does not say."""
+    cores, socket = set(), "0"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "physical id":
+                    socket = value.strip()
+                elif key.strip() == "core id":
+                    cores.add((socket, value.strip()))
+    except OSError:
+        pass
+    return len(cores)
+
+
+def _cpu_quota() -> str:
+    """The cgroup CPU limit ('2' CPUs, or 'none'): what a pod with resources really gets."""
+    for path, split in (("/sys/fs/cgroup/cpu.max", None),  # cgroup v2: "max 100000" or "200000 100000"
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):  # v1
+        try:
+            with open(path) as fh:
+                fields = fh.read().split()
+            if split:
+                with open(split) as fh:
+                    fields += fh.read().split()
+            quota, period = fields[:2]
+        except (OSError, ValueError):
+            continue
+        return "none" if quota in ("max", "-1") else f"{int(quota) / int(period):g}"
+    return "unknown"
+
+
+@lru_cache(maxsize=1)
+def host_details() -> dict:
+    """Recorded with each measurement, never part of the cache key: the OS, Python and how
+    many CPUs this process may really use (physical cores, affinity, cgroup quota), so a
+    report can say where a latency came from without invalidating earlier measurements."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 0
+    return {"os": platform.platform(), "python": platform.python_version(), "cpu_cores": _physical_cores(),
+            "cpu_usable": usable, "cpu_quota": _cpu_quota()}
+
+
 @lru_cache(maxsize=4)
 def gpu_name(index: int = 0) -> str:
     """The CUDA device's name, from torch when it sees one, else from nvidia-smi; "" when none."""
@@ -116,6 +162,7 @@ def fingerprint(
     """Where and how a latency was measured: host, accelerator, backend and its settings."""
     return {
         **host_fingerprint(),
+        **host_details(),
         "accelerator": (gpu_name() or "cuda (unknown)") if device == "cuda" else "none",
         "backend": backend,
         "backend_version": backend_version,

@@ -191,13 +191,45 @@ def noisy_notes(summary: dict[str, Any]) -> list[str]:
     return [line.removeprefix("warning: ") for line in noisy_warnings(summary)]
 
 
+#: (label, key) of the fingerprint fields shown first, in this order; any other recorded
+#: field (a backend's own, e.g. ONNX Runtime's providers or a table's source) follows by name
+HARDWARE_FIELDS = (
+    ("backend", "backend"), ("backend version", "backend_version"), ("device", "device"),
+    ("precision", "precision"), ("batch size", "batch_size"), ("threads", "threads"),
+    ("CPU model", "cpu_model"), ("logical CPUs", "cpu_count"), ("physical cores", "cpu_cores"),
+    ("CPUs usable by the process", "cpu_usable"), ("cgroup CPU quota", "cpu_quota"), ("architecture", "machine"),
+    ("accelerator", "accelerator"), ("OS", "os"), ("Python", "python"),
+)
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_field_text(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(_field_text, value)) or "-"
+    return _fmt(value)
+
+
 def _hardware_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["target", "backend", "device", "precision", "batch size", "threads", "node labels", "fingerprint scope"]
-    rows = [[t, str(h.get("backend", "")), str(h.get("device", "")), str(h.get("precision", "")),
-             str(h.get("batch_size", "")), str(h.get("threads", "")),
-             ", ".join(f"{k}={v}" for k, v in (h.get("node") or {}).items()) or "-", h.get("scope", "-")]
-            for t, h in (summary.get("hardware") or {}).items()]
-    return header, rows
+    """One row per fingerprint field, one column per target: the full record kept with the
+    latencies (host CPU and cores, OS, backend and its version...), the load while timing
+    and the cache scope, so two targets' hardware compares side by side."""
+    hardware = summary.get("hardware") or {}
+    records = {t: {**{k: h[k] for k in ("backend", "device", "precision", "batch_size", "threads") if k in h},
+                   **(h.get("fingerprint") or {})} for t, h in hardware.items()}
+    shown = {key for _, key in HARDWARE_FIELDS}
+    extra = sorted({k for r in records.values() for k in r if k not in shown and not k.startswith("node_")})
+    rows = [[label, *(_field_text(records[t][key]) if key in records[t] else "not recorded" for t in hardware)]
+            for label, key in [*HARDWARE_FIELDS, *((k, k) for k in extra)]]
+
+    def load(h):
+        return f"median {h['load_1m']['median']:.2f}, max {h['load_1m']['max']:.2f}" if h.get("load_1m") else "n/a"
+
+    rows += [["node labels", *(_field_text(h.get("node") or {}) for h in hardware.values())],
+             ["load average (1 min) while timing", *(load(h) for h in hardware.values())],
+             ["fingerprint scope", *(" ".join([h.get("scope", "-"), *h.get("other_scopes", [])])
+                                     for h in hardware.values())]]
+    return ["field", *hardware], rows
 
 
 def _comparison_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -297,9 +329,10 @@ def _sections(summary: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], 
             "Error of the previous iteration's predictors on the population measured next. "
             + (" ".join(predictor_notes(summary)) or "No predictor is poor."), _quality_rows(summary))]
     if summary.get("hardware"):
-        out.append(("## Hardware", "What each target's latencies were measured with; the fingerprint scope is a "
-                    "digest of the full hardware fingerprint (host CPU, accelerator, backend version), which the "
-                    "evaluation cache keeps with every measurement.", _hardware_rows(summary)))
+        out.append(("## Hardware", "What each target's latencies were measured with, as recorded with them "
+                    "(and with every entry of the evaluation cache); the fingerprint scope is the digest of it "
+                    "that the cache keys them by. \"not recorded\": measured before this field was kept.",
+                    _hardware_rows(summary)))
     if len(summary.get("targets") or {}) > 1:
         out.append(("## Targets compared", "Each target's own front (quality against its latency).",
                     _comparison_rows(summary)))
@@ -351,7 +384,8 @@ def markdown_report(summary: dict[str, Any], config: dict[str, Any] | None = Non
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a wide table (many objectives, long architectures) scrolls in its box, never the page
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _html_section(title: str, note: str, table: tuple[list[str], list[list[str]]]) -> str:
@@ -392,7 +426,7 @@ th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
 th {{ background: #f3f3f3; }}
 .kpi {{ display: inline-block; margin-right: 2rem; }} .kpi b {{ font-size: 1.4rem; display: block; }}
 .warning {{ background: #fff3cd; border-left: 4px solid #e0a800; padding: 0.5rem 1rem; }}
-img {{ max-width: 100%; }} pre {{ font-size: 0.8rem; }}
+img {{ max-width: 100%; }} pre {{ font-size: 0.8rem; }} .scroll {{ overflow-x: auto; }}
 </style></head><body>
 <h1>LINAS report: {html.escape(summary['name'])}</h1>
 <p class="date">finished {html.escape(str(summary.get('finished_at') or 'n/a'))}, mode {html.escape(summary['mode'])}</p>

@@ -445,19 +445,30 @@ def units(config, frame: pd.DataFrame) -> dict[str, str]:
     return {**{c: u for c, u in out.items() if u}, "measured_at": "ISO-8601 UTC", "finished_at": "ISO-8601 UTC"}
 
 
-def hardware(config, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per latency target, what the config fixes about its hardware and the cache scope its
-    latencies were measured under (a digest of the full fingerprint, host CPU included, which
-    the evaluation cache keeps with every measurement)."""
-    from linas_lib.measurements import latency_scopes
+def hardware(
+    config, frame: pd.DataFrame, recorded: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per latency target, what the config fixes about its hardware, the cache scope its
+    latencies were measured under (a digest of the fingerprint the evaluation cache keys
+    them by), the full fingerprint recorded with them (`recorded`: target -> scope ->
+    fingerprint: host CPU, cores, OS, backend version...) and the host's load while timing."""
+    from linas_lib.measurements import latency_scopes, load_column, successful
 
-    scopes = latency_scopes(frame)
+    scopes, recorded = latency_scopes(frame), recorded or {}
     out = {}
     for t in config.latency_targets:
         entry = {"backend": t.backend, "device": t.device, "precision": t.precision, "batch_size": t.batch_size,
                  "threads": t.threads, "node": dict(t.node_fingerprint)}
         if t.name in scopes:
             entry["scope"] = scopes[t.name]
+            if scopes[t.name] in recorded.get(t.name, {}):
+                entry["fingerprint"] = recorded[t.name][scopes[t.name]]
+        others = sorted(set(recorded.get(t.name, {})) - {scopes.get(t.name)})
+        if others:  # e.g. pods of one target on nodes of different CPUs: say so
+            entry["other_scopes"] = others
+        load = successful(frame, [load_column(t.name)]).get(load_column(t.name))
+        if load is not None and len(load):
+            entry["load_1m"] = {"median": float(load.median()), "max": float(load.max())}
         out[t.name] = entry
     return out
 
@@ -511,10 +522,12 @@ def noisy_warnings(summary: dict[str, Any]) -> list[str]:
 
 
 def summarize(
-    config, frame: pd.DataFrame, previous: pd.DataFrame | None = None, drift: dict[str, Any] | None = None
+    config, frame: pd.DataFrame, previous: pd.DataFrame | None = None, drift: dict[str, Any] | None = None,
+    fingerprints: dict[str, dict[str, Any]] | None = None,
 ) -> Summary:
     """Everything the report shows; `previous` (a recurring run's predecessor's table) and
-    `drift` (its re-measured front) add the comparison with the previous run."""
+    `drift` (its re-measured front) add the comparison with the previous run, `fingerprints`
+    (target -> cache scope -> recorded fingerprint) each target's full fingerprint."""
     from linas_lib.measurements import cache_counts
     from linas_lib.search.recurring import compare_fronts
 
@@ -547,7 +560,7 @@ def summarize(
         "transferability": transferability(config, frame) if has_data and len(targets) > 1 else {},
         "cache": cache_counts(frame),
         "noisy_targets": noisy_targets(config, frame),
-        "hardware": hardware(config, frame),
+        "hardware": hardware(config, frame, fingerprints),
         "drift": drift or {},
         "previous": compare_fronts(config, previous, frame) if previous is not None and has_data else {},
     }

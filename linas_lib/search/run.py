@@ -168,12 +168,15 @@ class SearchRun:
     """The state of one search and the two calls that advance it."""
 
     def __init__(self, config, space, frame: pd.DataFrame | None = None, *, store: RunStore | None = None,
-                 previous: pd.DataFrame | None = None, drift: dict[str, Any] | None = None):
+                 previous: pd.DataFrame | None = None, drift: dict[str, Any] | None = None,
+                 hardware: dict[str, Any] | None = None):
         self.config, self.space, self.store = config, space, store
         self.objectives = config.resolved_objectives()
         self.frame = concat() if frame is None else frame
         self.previous = previous  # a recurring run's predecessor's table (warm start only)
         self.drift: dict[str, Any] = dict(drift or {})
+        # target -> cache scope -> recorded fingerprint: what the report says about the hardware
+        self.hardware: dict[str, dict[str, Any]] = {t: dict(s) for t, s in (hardware or {}).items()}
         self.finished, self.stop_reason = False, ""
         self._asked: Population | None = None
         validation = config.search.mode == "validation"
@@ -207,7 +210,7 @@ class SearchRun:
                                 + "; ".join(differences[:5]))
         frame = without_failed_last_iteration(store.load_measurements(recover=True))
         return cls(config, space, frame, store=store, previous=cls._previous(config, store),
-                   drift=store.load_drift())
+                   drift=store.load_drift(), hardware=store.load_hardware())
 
     @classmethod
     def restore(cls, config, space, frame: pd.DataFrame | None, store: RunStore | None = None) -> "SearchRun":
@@ -215,7 +218,7 @@ class SearchRun:
         the in-process run had after telling those measurements."""
         previous = cls._previous(config, store) if store else None
         return cls(config, space, frame, store=store, previous=previous,
-                   drift=store.load_drift() if store else None)
+                   drift=store.load_drift() if store else None, hardware=store.load_hardware() if store else None)
 
     @staticmethod
     def _previous(config, store: RunStore) -> pd.DataFrame | None:
@@ -244,6 +247,9 @@ class SearchRun:
              drift: dict[str, Any] | None = None) -> bool:
         """Record one iteration's measurements (and a recurring run's drift); True to go on.
 
+        The hardware fingerprints `combine()` attaches to them (`attrs["hardware"]`) are kept
+        per target and cache scope, for the summary (a frame without them adds none).
+
         The table is saved before anything can raise, so failed rows and their reasons
         are kept; an iteration whose every measurement failed stops the search, saying why.
         """
@@ -256,11 +262,17 @@ class SearchRun:
         self.frame = concat(self.frame, measurements)
         if drift:
             self.drift.update(drift)
+        hardware = {t: {scope: fp for scope, fp in scopes.items() if scope not in self.hardware.get(t, {})}
+                    for t, scopes in measurements.attrs.get("hardware", {}).items()}  # from combine()
+        for target, scopes in hardware.items():
+            self.hardware.setdefault(target, {}).update(scopes)
         if self.store:
             self.store.save_population(population.to_dict())
             self.store.save_measurements(self.frame)
             if drift:
                 self.store.save_drift(self.drift)
+            if any(hardware.values()):
+                self.store.save_hardware(self.hardware)
         if self.config.search.mode != "validation":  # there, a failure is told as the worst value seen
             where = f"{self.store.uri}/{MEASUREMENTS}" if self.store else "the measurement table"
             try:
@@ -282,7 +294,8 @@ class SearchRun:
 
     # ---- results ---------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        return core.summarize(self.config, self.frame, previous=self.previous, drift=self.drift)
+        return core.summarize(self.config, self.frame, previous=self.previous, drift=self.drift,
+                              fingerprints=self.hardware)
 
     def finish(self) -> dict[str, Any]:
         """The run's summary, saved (summary.json marks a finished run)."""
