@@ -112,8 +112,13 @@ def describe_predictors(predictors: dict[str, Any]) -> dict[str, Any]:
         features = getattr(center, "features_", None)
         if features is not None and hasattr(features, "kind_"):
             entry["features"] = features.kind_
+        scaling = getattr(center, "scaling_", None)
+        if scaling is not None:  # exact, or how the cost was kept linear above the size threshold
+            entry["scaling"] = scaling
         if hasattr(p, "members_"):
             entry["ensemble"] = {"members": len(p.members_)}
+            if hasattr(p, "member_records_"):
+                entry["ensemble"].update(member_records=p.member_records_, spread_scale=p.spread_scale_)
         out[name] = entry
     return out
 
