@@ -46,14 +46,16 @@ class RBFBlocks:
     """exp(-gamma |a - l|^2) between row blocks and fixed landmark rows.
 
     One-hot rows are binary, so the products are small integers, exact in float32
-    (half the time of float64), and the kernel is a table lookup by distance.
+    (half the time of float64), and the kernel is a table lookup by distance. Other rows
+    (derived features) take float32 products too: a relative error of 1e-7 in a squared
+    distance moves no kernel value that matters; the Gram sums stay in float64.
     """
 
     def __init__(self, landmarks: np.ndarray, gamma: float, binary: bool):
         self.L, self.gamma, self.binary = landmarks, float(gamma), binary
         self.norms = np.einsum("ij,ij->i", landmarks, landmarks)
+        self.L32 = landmarks.astype(np.float32)
         if binary:
-            self.L32 = landmarks.astype(np.float32)
             self.table = np.exp(-self.gamma * np.arange(int(self.norms.max()) + landmarks.shape[1] + 1))
 
     def __call__(self, A: np.ndarray) -> np.ndarray:
@@ -64,12 +66,13 @@ class RBFBlocks:
             G += a_norms.astype(np.float32)[:, None]
             G += self.norms.astype(np.float32)[None, :]
             return self.table.take(np.rint(G).astype(np.int32).clip(0, len(self.table) - 1))
-        D = A @ self.L.T
+        D = (A.astype(np.float32) @ self.L32.T).astype(np.float64)
         D *= -2.0
         D += a_norms[:, None]
         D += self.norms[None, :]
         np.maximum(D, 0.0, out=D)
-        return np.exp(-self.gamma * D)
+        D *= -self.gamma
+        return np.exp(D, out=D)
 
 
 def _chunks(index: np.ndarray):
