@@ -55,8 +55,9 @@ THREADS = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_
 
 SIZES, QUICK_SIZES = (1000, 3000, 10_000, 30_000, 100_000), (1000, 3000, 10_000)
 POPULATION = 1000
-POPULATIONS = (50, 200)          # swept at the largest size (population 1,000 is the main sweep)
-MANY_TARGETS = 4                 # also at the largest size
+POPULATIONS = (50, 200)          # swept at SWEEP_RECORDS (population 1,000 is the main sweep)
+MANY_TARGETS = 4                 # also at SWEEP_RECORDS
+SWEEP_RECORDS = 30_000           # (not 100,000: the cache of 5 scopes would take minutes to set up)
 SLOPE_FROM = 10_000
 COSTS = ("fit_s", "inner_s", "select_s", "table_write_s", "cache_lookup_s", "summary_s")
 EXTRA = ("compact_s", "table_load_s", "warm_start_s")
@@ -370,6 +371,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 store")
     parser.add_argument("--no-sweeps", action="store_true", help="skip the population and target sweeps")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--assemble", type=Path, metavar="WORK",
+                        help="write scale.json from the points a killed run left in WORK (linas-scale-*)")
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--point", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--point-out", type=Path, help=argparse.SUPPRESS)
@@ -382,6 +385,13 @@ def main(argv=None) -> int:
 
     import shutil
     import tempfile
+
+    if args.assemble:
+        points = [json.loads(p.read_text()) for p in sorted(args.assemble.glob("*.json"))]
+        result = {"benchmark": "scale", "quick": False, "machine": machine(), "targets": TARGETS,
+                  "assembled_from": "the points of a run stopped before its end", **_sections(points)}
+        _write(result, args.out)
+        return 0
 
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     use_s3 = not (args.quick or args.no_s3)
@@ -413,7 +423,7 @@ def main(argv=None) -> int:
             result["s3"] = table_of(s3)
             result["s3"]["targets_met"] = check_targets(result["s3"])
         if sweeps:
-            n = max(sizes)
+            n = min(max(sizes), SWEEP_RECORDS)
             print(f"scale: populations and targets at {n} records", flush=True)
             pops = [point(n, p, 1, "local", work, env) for p in POPULATIONS]
             result["populations"] = {str(e["population"]): table_of([e])["sizes"][str(n)] for e in pops}
@@ -423,11 +433,35 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     result["elapsed_s"] = time.time() - started
     result["load_average"] = {"start": list(load0), "end": list(os.getloadavg())}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    plot(result, args.out / "scale.png")
+    _write(result, args.out)
     print(json.dumps({"slopes": result["slopes"], "targets_met": result["targets_met"]}, indent=1))
     return 0
+
+
+def _sections(points: list[dict]) -> dict:
+    """The result's sections from points: the main sweeps (population 1,000, 1 target) and the others."""
+    out: dict = {}
+    main = [p for p in points if p["population"] == POPULATION and p["targets"] == 1]
+    local, s3 = [p for p in main if p["store"] == "local"], [p for p in main if p["store"] == "s3"]
+    if local:
+        out.update(table_of(local))
+        out["targets_met"] = check_targets(out)
+    if s3:
+        out["s3"] = table_of(s3)
+        out["s3"]["targets_met"] = check_targets(out["s3"])
+    pops = [p for p in points if p["population"] != POPULATION]
+    if pops:
+        out["populations"] = {str(p["population"]): table_of([p])["sizes"][str(p["records"])] for p in pops}
+    many = [p for p in points if p["targets"] != 1]
+    if many:
+        out["targets_sweep"] = {str(p["targets"]): table_of([p])["sizes"][str(p["records"])] for p in many}
+    return out
+
+
+def _write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    plot(result, out / "scale.png")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ cache only ever saves work.
 
 Look-ups are batched through an index of packs (`<scope>/_index/*.parquet`): each
 measured batch, once its entries are written, also writes one immutable pack holding a
-copy of them (signed and checked like any object), so a look-up is one listing of the
-scope's own `_` objects plus one read per pack, not a listing of every entry and a read
-per hit. The entries stay the source of truth. A batch announces itself with a
+copy of them (signed and checked like any object), so a look-up is a listing of the
+scope's own `_index/` and `_pending/` folders plus one read per pack, not a listing of
+every entry and a read per hit. The entries stay the source of truth. A batch announces itself with a
 `_pending/` marker before its first entry; a look-up that sees one (a writer killed
 between its entries and its pack) or a scope without `_index/origin.json` (a cache from
 before packs) lists the scope as before, reads what it needs one by one, copies the
@@ -91,15 +91,15 @@ class EvaluationCache:
         return f"{self.namespace}/{scope}/{subnet_id}.json"
 
     def lookup(self, scope: str, subnet_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The usable entries among `subnet_ids`: one listing of the scope's index and one read
-        per pack; the scope's full listing and a read per loose hit only where entries may
+        """The usable entries among `subnet_ids`: the listings of the scope's index folders and
+        one read per pack; the scope's full listing and a read per loose hit only where entries may
         lie outside the packs (see the module docstring)."""
         self.flush_journal()  # measurements taken while the store was down count as taken
         wanted = list(dict.fromkeys(subnet_ids))
         prefix = f"{self.namespace}/{scope}/"
         packed, damaged = None, []
         for _ in range(2):
-            meta = set(self.store.list(prefix + "_"))
+            meta = self._meta(prefix)
             packs = sorted(k for k in meta if k.startswith(prefix + INDEX) and k.endswith(".parquet"))
             try:
                 packed, damaged = self._read_packs(packs)
@@ -126,6 +126,14 @@ class EvaluationCache:
         elif len(packs) > MAX_PACKS:
             self._merge(packs, packed)
         return found
+
+    def _meta(self, prefix: str) -> set[str]:
+        """The scope's own objects: its packs, its pending batches and its stale mark. Listed
+        folder by folder (a local listing of `_` would scan every entry of the scope)."""
+        meta = set(self.store.list(prefix + INDEX)) | set(self.store.list(prefix + PENDING))
+        if self.store.exists(prefix + STALE_MARK):
+            meta.add(prefix + STALE_MARK)
+        return meta
 
     def _read_packs(self, packs: list[str]):
         """(every pack's rows, the newest copy of each entry; the damaged packs). A damaged pack

@@ -53,8 +53,8 @@ def test_a_population_is_looked_up_with_one_listing_and_one_read_per_pack(tmp_pa
     store.reset()
     found = cache.lookup(SCOPE, _keys(300))
     assert set(found) == set(_keys(200)) and found["s0007"]["values"] == {"accuracy": 0.5}
-    # one listing of the scope's own objects; a pack and its digest per batch: no read per hit
-    assert store.calls == {"list": 1, "get": 4}
+    # the listings of the scope's own folders; a pack and its digest per batch: no read per hit
+    assert store.calls == {"list": 2, "get": 4}
     assert cache.entries(SCOPE) == 200  # every entry is still its own object
 
 
@@ -68,7 +68,7 @@ def test_a_writer_killed_before_its_pack_loses_nothing(tmp_path):
     assert set(found) == set(_keys(30))  # the scope was listed, the loose entries read one by one
     store.reset()
     assert set(cache.lookup(SCOPE, _keys(30))) == set(_keys(30))
-    assert store.calls["list"] == 1 and store.calls["get"] == 4  # repaired: two packs, no full listing
+    assert store.calls["list"] == 2 and store.calls["get"] == 4  # repaired: two packs, no full listing
     assert not store.list(f"ns/{SCOPE}/_pending/")
 
 
@@ -83,7 +83,7 @@ def test_a_cache_from_before_the_index_migrates_a_bounded_number_per_look_up(tmp
     assert set(cache.lookup(SCOPE, _keys(10))) == set(_keys(10))
     assert store.exists(f"ns/{SCOPE}/_index/origin.json")
     store.reset()
-    assert set(cache.lookup(SCOPE, _keys(10))) == set(_keys(10)) and store.calls["list"] == 1
+    assert set(cache.lookup(SCOPE, _keys(10))) == set(_keys(10)) and store.calls["list"] == 2
 
 
 def test_many_packs_are_merged_and_the_newest_copy_wins(tmp_path):
