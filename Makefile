@@ -73,6 +73,7 @@ test:
 # everything (many hours).
 bench: setup
 	$(PY) bench/search_overhead.py --quick
+	$(PY) bench/scale.py --quick
 	$(PY) bench/latency.py --quick
 	$(PY) bench/suite.py
 	$(PY) bench/reproduce.py --quick
@@ -80,6 +81,7 @@ bench: setup
 
 bench-full: setup
 	$(PY) bench/search_overhead.py
+	$(PY) bench/scale.py
 	$(PY) bench/latency.py
 	$(PY) bench/suite.py
 	$(PY) bench/reproduce.py --full

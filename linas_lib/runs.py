@@ -1,7 +1,10 @@
 """The layout of one run inside a store; the only module that knows key names.
 
     config.json                 the validated config
-    measurements.parquet        every measurement so far (the run's database)
+    measurements.parquet        the measurement table as of its last compaction (the whole table
+                                once the run has finished)
+    measurements/iter-NNNNN.parquet   each later iteration's rows, appended as it is told: the
+                                table is this file plus these parts (see save_measurements)
     populations/iter-NNN.json   each iteration's population, with predictions
     predictors/iter-NNN.json    what was trained after iteration NNN (model, hyperparameters; data, no pickle)
     pareto.json, summary.json   results, derived from the measurements (summary.json marks a finished run):
@@ -23,16 +26,24 @@ import pandas as pd
 
 from linas_lib.api.documents import ParetoDocument, Summary
 from linas_lib.api.store import Store, StoreError, get_checked, get_json, get_table, put_checked, put_json, put_table
-from linas_lib.measurements import to_frame
+from linas_lib.measurements import concat, to_frame
 from linas_lib.stores import open_store
 
 log = logging.getLogger("linas.runs")
 MEASUREMENTS = "measurements.parquet"
+PARTS = "measurements/"
+# Parts kept before they are compacted into measurements.parquet: a resume reads at most this
+# many small objects beside it, and an iteration rewrites the whole table once in this many.
+COMPACT_PARTS = 16
 SUMMARY = "summary.json"
 PARETO = "pareto.json"
 PARETO_FORMAT = "linas-pareto/2"  # 1 was a bare list of records with JSON-string encodings
 HISTORY = "history"
 HARDWARE = "hardware.json"
+
+
+def _part_key(iteration: int) -> str:
+    return f"{PARTS}iter-{iteration:05d}.parquet"
 
 
 class RunStateError(RuntimeError):
@@ -56,31 +67,75 @@ class RunStore:
     def save_config(self, config) -> None:
         put_json(self.store, "config.json", config.model_dump())
 
-    def save_measurements(self, frame: pd.DataFrame) -> None:
-        """The table, plus a snapshot per iteration to fall back on should the table be damaged."""
+    def save_measurements(self, frame: pd.DataFrame) -> str:
+        """Append the table's last iteration as a part of its own (a retried iteration replaces
+        its part), so an iteration writes its own rows, not the whole table; every
+        COMPACT_PARTS parts the whole table is compacted (`compact_measurements`).
+        Returns the key that holds the last iteration's rows."""
+        if not len(frame):
+            return MEASUREMENTS
+        last = int(frame["iteration"].max())
+        put_table(self.store, _part_key(last), frame[frame["iteration"] == last])
+        if len(self._parts()) >= COMPACT_PARTS:
+            self.compact_measurements(frame)
+            return MEASUREMENTS
+        return _part_key(last)
+
+    def compact_measurements(self, frame: pd.DataFrame) -> None:
+        """`frame` (the whole table) as measurements.parquet, then the parts it holds deleted.
+        A kill in between leaves rows in both, which loading merges (`concat` keeps one)."""
         put_table(self.store, MEASUREMENTS, frame)
-        if len(frame):
-            put_table(self.store, f"tables/iter-{int(frame['iteration'].max()):03d}.parquet", frame)
+        last = int(frame["iteration"].max()) if len(frame) else -1
+        for iteration, key in self._parts():
+            if iteration <= last:
+                self.store.delete(key)
+                self.store.delete(key + ".sha256")
+
+    def _parts(self) -> list[tuple[int, str]]:
+        parts = []
+        for key in self.store.list(PARTS):
+            name = key[len(PARTS):]
+            if name.startswith("iter-") and name.endswith(".parquet") and name[5:-8].isdigit():
+                parts.append((int(name[5:-8]), key))
+        return sorted(parts)
 
     def load_measurements(self, recover: bool = False) -> pd.DataFrame:
-        """With `recover`, a damaged table gives way to the newest intact snapshot (resume
-        re-measures nothing it lacks: those measurements come back from the cache)."""
-        if not self.store.exists(MEASUREMENTS):
-            return to_frame([])
-        try:
-            return get_table(self.store, MEASUREMENTS)
-        except StoreError as exc:
-            if not recover:
-                raise
-            for key in sorted((k for k in self.store.list("tables/") if k.endswith(".parquet")), reverse=True):
-                try:
-                    frame = get_table(self.store, key)
-                except StoreError:
-                    continue
-                log.warning("%s; resuming from the snapshot %s", exc, key)
-                return frame
-            log.warning("%s; no intact snapshot either: resuming from the evaluation cache alone", exc)
-            return to_frame([])
+        """measurements.parquet plus the parts appended since its compaction, merged.
+
+        With `recover`, a damaged piece gives way: a damaged compacted table to the newest
+        intact snapshot of a run written before parts existed, else to the evaluation cache
+        alone; a damaged part ends the table at the iteration before it. Resume re-measures
+        nothing it lacks: those measurements come back from the cache."""
+        frames = []
+        if self.store.exists(MEASUREMENTS):
+            try:
+                frames.append(get_table(self.store, MEASUREMENTS))
+            except StoreError as exc:
+                if not recover:
+                    raise
+                return self._snapshot(exc)
+        for iteration, key in self._parts():
+            try:
+                frames.append(get_table(self.store, key))
+            except StoreError as exc:
+                if not recover:
+                    raise
+                log.warning("%s; resuming from the table before iteration %d", exc, iteration)
+                break
+        if len(frames) == 1:
+            return frames[0]
+        return concat(*frames) if frames else to_frame([])
+
+    def _snapshot(self, exc: Exception) -> pd.DataFrame:
+        for key in sorted((k for k in self.store.list("tables/") if k.endswith(".parquet")), reverse=True):
+            try:
+                frame = get_table(self.store, key)
+            except StoreError:
+                continue
+            log.warning("%s; resuming from the snapshot %s", exc, key)
+            return frame
+        log.warning("%s; no intact snapshot either: resuming from the evaluation cache alone", exc)
+        return to_frame([])
 
     def save_population(self, population: dict[str, Any]) -> None:
         put_json(self.store, f"populations/iter-{population['iteration']:03d}.json", population)
@@ -131,6 +186,8 @@ class RunStore:
         from linas_lib.measurements import epoch_time
 
         summary = self.load_summary()
+        if self._parts():  # the archive holds the whole table in one file
+            self.compact_measurements(self.load_measurements())
         # ISO-8601 since summary format 2, an epoch float before
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_time(summary.get("finished_at"))))
         stamp += "-" + hashlib.sha256(get_checked(self.store, SUMMARY)).hexdigest()[:8]
@@ -154,7 +211,7 @@ class RunStore:
 
     def clear_progress(self) -> None:
         """A fresh start: drop an unfinished run's iterations (its measurements stay in the cache)."""
-        for prefix in ("populations/", "predictors/", "tables/", MEASUREMENTS, "drift.json", HARDWARE):
+        for prefix in ("populations/", "predictors/", "tables/", PARTS, MEASUREMENTS, "drift.json", HARDWARE):
             for key in self.store.list(prefix):
                 self.store.delete(key)
 

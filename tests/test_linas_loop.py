@@ -387,7 +387,7 @@ def test_validation_search_survives_a_failed_measurement(space):
 
 
 def test_an_iteration_whose_every_measurement_failed_is_saved_then_stops_the_search(space, tmp_path):
-    """The failed rows and their reasons reach measurements.parquet before anything raises, the
+    """The failed rows and their reasons reach the measurement table before anything raises, the
     error says why, and a resume (the cause fixed) measures that iteration again."""
     from linas_lib.measurements import IterationFailedError
 
@@ -401,7 +401,7 @@ def test_an_iteration_whose_every_measurement_failed_is_saved_then_stops_the_sea
     message = str(info.value)
     assert message.startswith(f"all {first} measurements of iteration 0 failed; first error: synthetic failure: "
                               "the device went away; see "), message
-    assert message.endswith(f"{run.uri}/measurements.parquet")
+    assert message.endswith(f"{run.uri}/measurements/iter-00000.parquet")  # the iteration's own part
     frame = run.load_measurements()
     assert len(frame) == first and (frame["status"] == "failed").all()
     assert (frame["error"] == "synthetic failure: the device went away").all()

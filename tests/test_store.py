@@ -144,3 +144,59 @@ def test_keys_may_not_escape_the_root(store, key):
 def test_dot_segments_inside_the_root_are_fine(store):
     store.put_bytes("a/../b.txt", b"ok")
     assert store.get_bytes("b.txt") == b"ok"
+
+
+# ---- the run's measurement table: appended per iteration, compacted now and then -----------
+def _iteration_rows(iteration: int, n: int = 3, start: int = 0):
+    from linas_lib.measurements import make_row, to_frame
+
+    return to_frame([make_row(subnet_id=f"s{iteration}-{i}", encoding=[i], iteration=iteration,
+                              values={"accuracy": iteration + i / 10}, timestamp=1.0) for i in range(start, n)])
+
+
+def test_each_iteration_appends_its_own_rows_and_compaction_keeps_the_table(tmp_path):
+    from linas_lib.measurements import concat
+    from linas_lib.runs import COMPACT_PARTS, MEASUREMENTS, RunStore
+
+    run, frame = RunStore(str(tmp_path)), concat()
+    for it in range(COMPACT_PARTS + 2):
+        frame = concat(frame, _iteration_rows(it))
+        saved = run.save_measurements(frame)
+        if it == COMPACT_PARTS - 1:  # the 16th part: the whole table in one file, no parts left
+            assert saved == MEASUREMENTS and run._parts() == []
+        else:  # an ordinary iteration writes its own three rows, not the table
+            assert saved == f"measurements/iter-{it:05d}.parquet"
+            assert len(get_table(run.store, saved)) == 3
+        pd.testing.assert_frame_equal(run.load_measurements(), frame)
+    assert [i for i, _ in run._parts()] == [COMPACT_PARTS, COMPACT_PARTS + 1]
+    assert len(get_table(run.store, MEASUREMENTS)) == 3 * COMPACT_PARTS
+
+
+def test_a_retried_iteration_replaces_its_part_and_a_kill_mid_compaction_loses_nothing(tmp_path):
+    from linas_lib.measurements import concat
+    from linas_lib.runs import RunStore
+
+    run = RunStore(str(tmp_path))
+    run.save_measurements(_iteration_rows(0))
+    run.save_measurements(concat(_iteration_rows(0), _iteration_rows(1, n=2)))
+    frame = concat(_iteration_rows(0), _iteration_rows(1, n=3))  # iteration 1 told again, with more rows
+    run.save_measurements(frame)
+    pd.testing.assert_frame_equal(run.load_measurements(), frame)
+    # a compaction killed after writing the table but before deleting the parts
+    put_table(run.store, "measurements.parquet", frame)
+    pd.testing.assert_frame_equal(run.load_measurements(), frame)
+
+
+def test_a_damaged_part_ends_the_recovered_table_before_it(tmp_path):
+    from linas_lib.measurements import concat
+    from linas_lib.runs import RunStore
+
+    run, frame = RunStore(str(tmp_path)), concat()
+    for it in range(3):
+        frame = concat(frame, _iteration_rows(it))
+        run.save_measurements(frame)
+    key = "measurements/iter-00001.parquet"
+    run.store.put_bytes(key, run.store.get_bytes(key)[:50])
+    with pytest.raises(StoreError, match="corrupt"):
+        run.load_measurements()
+    pd.testing.assert_frame_equal(run.load_measurements(recover=True), _iteration_rows(0))

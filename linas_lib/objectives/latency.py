@@ -109,44 +109,51 @@ def measure_latency(
         return backend
 
     rows = []
-    for encoding, key in zip(X, keys):
-        row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "error": ""}
-        if key in hits:
-            row.update(values=hits[key]["values"], fingerprint=hits[key].get("fingerprint", {}), cache={scope: "hit"})
+    try:
+        for encoding, key in zip(X, keys):
+            row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "error": ""}
+            if key in hits:
+                row.update(values=hits[key]["values"], fingerprint=hits[key].get("fingerprint", {}),
+                           cache={scope: "hit"})
+                rows.append(row)
+                continue
+            extra: dict[str, Any] = {}
+
+            def measure_one() -> dict[str, float]:
+                b = ready()
+                module, inputs = supernet.export_module(encoding, target.batch_size)
+                prepared = b.prepare(module, inputs)
+                result, timings = retime_noisy(b, prepared, policy)
+                values = {col: result.median_ms, cv_column(target.name): result.cv,
+                          column("latency", target.name, "p90"): result.p90_ms,
+                          timings_column(target.name): float(timings)}
+                # kept with the row, so a latency taken on a busy host can be told apart afterwards
+                for name, value in ((cpu_column(target.name), result.cpu_median_ms),
+                                    (load_column(target.name), result.load_1m)):
+                    if math.isfinite(value):  # NaN where there is nothing to time (lut, tabular)
+                        values[name] = value
+                if int8 and hasattr(supernet, "evaluate_exported"):
+                    # the quantized model's own quality: the INT8 search space is what is deployed
+                    try:
+                        exported = supernet.evaluate_exported(encoding, prepared.runner)
+                        values[column(quality, target.name)] = exported[quality]
+                    except Exception as exc:  # e.g. OFA without weights: latency stands on its own
+                        extra["quality_error"] = f"{column(quality, target.name)}: {exc}"
+                if reference:
+                    values[norm_col] = result.median_ms / reference
+                extra["fingerprint"] = {**result.fingerprint,
+                                        **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}
+                return values
+
+            values, error, tries = attempt(measure_one, policy, col)
+            row.update(values=values, error=error, attempts=tries, cache={scope: "miss"}, **extra)
+            if cache and not error:
+                record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values,
+                                                  "fingerprint": extra.get("fingerprint", {})})
             rows.append(row)
-            continue
-        extra: dict[str, Any] = {}
-
-        def measure_one() -> dict[str, float]:
-            b = ready()
-            module, inputs = supernet.export_module(encoding, target.batch_size)
-            prepared = b.prepare(module, inputs)
-            result, timings = retime_noisy(b, prepared, policy)
-            values = {col: result.median_ms, cv_column(target.name): result.cv,
-                      column("latency", target.name, "p90"): result.p90_ms, timings_column(target.name): float(timings)}
-            # kept with the row, so a latency taken on a busy host can be told apart afterwards
-            for name, value in ((cpu_column(target.name), result.cpu_median_ms),
-                                (load_column(target.name), result.load_1m)):
-                if math.isfinite(value):  # NaN where there is nothing to time (lut, tabular)
-                    values[name] = value
-            if int8 and hasattr(supernet, "evaluate_exported"):
-                # the quantized model's own quality: the INT8 search space is what is deployed
-                try:
-                    values[column(quality, target.name)] = supernet.evaluate_exported(encoding, prepared.runner)[quality]
-                except Exception as exc:  # e.g. OFA without weights: latency stands on its own
-                    extra["quality_error"] = f"{column(quality, target.name)}: {exc}"
-            if reference:
-                values[norm_col] = result.median_ms / reference
-            extra["fingerprint"] = {**result.fingerprint,
-                                    **{f"node_{k}": v for k, v in target.node_fingerprint.items()}}
-            return values
-
-        values, error, tries = attempt(measure_one, policy, col)
-        row.update(values=values, error=error, attempts=tries, cache={scope: "miss"}, **extra)
-        if cache and not error:
-            record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values,
-                                              "fingerprint": extra.get("fingerprint", {})})
-        rows.append(row)
+    finally:  # what was recorded becomes one index pack (look-ups read packs, not entries)
+        if cache:
+            cache.close_batch(scope)
     return rows
 
 

@@ -39,14 +39,19 @@ def measure_quality(
         return {}
 
     rows = []
-    for encoding, key in zip(X, keys):
-        row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "cache": {scope: "miss"}}
-        if key in hits:
-            row.update(values=hits[key]["values"], error="", cache={scope: "hit"})
-        else:
-            values, error, tries = attempt(lambda: evaluate(encoding), policy, "quality")
-            row.update(values=values, error=error, attempts=tries)
-            if cache and not error:
-                record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(), "values": values})
-        rows.append(row)
+    try:
+        for encoding, key in zip(X, keys):
+            row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "cache": {scope: "miss"}}
+            if key in hits:
+                row.update(values=hits[key]["values"], error="", cache={scope: "hit"})
+            else:
+                values, error, tries = attempt(lambda: evaluate(encoding), policy, "quality")
+                row.update(values=values, error=error, attempts=tries)
+                if cache and not error:
+                    record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(),
+                                                       "values": values})
+            rows.append(row)
+    finally:  # what was recorded becomes one index pack (look-ups read packs, not entries)
+        if cache:
+            cache.close_batch(scope)
     return rows

@@ -23,6 +23,11 @@ SVR hyperparameters, when left at 'auto':
   on held-out folds. With a unit-diagonal kernel and standardized targets,
   Cherkassky & Ma's C = max|mean(y) +- 3 std(y)| is 3; the candidates span it.
   Candidate fits use a looser solver tolerance than the final fit.
+
+Above `max_exact` records (2,000 by default) the same estimators switch to methods
+whose cost is linear in records (Nystrom features for the RBF kernel, a subsample for
+the linear one, the Gram matrix for ridge); see `linas_lib.predictors.large`. What was
+used is in `scaling_`.
 """
 from __future__ import annotations
 
@@ -36,10 +41,13 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import KFold
 from sklearn.svm import SVR
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from linas_lib.predictors.features import EncodingFeatures
 from linas_lib.predictors.kernels import rbf_from_sq_distances, scale_gamma, sq_distances, sq_norms
+from linas_lib.predictors.large import (EXACT_MAX_RECORDS, LANDMARKS, SELECTION_RECORDS, check_size,
+                                        nystroem_krr, nystroem_predict, ridge_gram)
 
 # RidgeCV's efficient leave-one-out picks alpha for the price of one fit.
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
@@ -168,11 +176,13 @@ def _ridge_solve(F: np.ndarray, z: np.ndarray, alpha: float) -> tuple[np.ndarray
 class RidgePredictor(EncodingRegressor):
     """Ridge regression on active one-hot features; alpha by efficient leave-one-out."""
 
-    def __init__(self, space=None, alphas=RIDGE_ALPHAS, features="auto", derived=None):
+    def __init__(self, space=None, alphas=RIDGE_ALPHAS, features="auto", derived=None,
+                 max_exact: int = EXACT_MAX_RECORDS):
         self.space = space
         self.alphas = alphas
         self.features = features
         self.derived = derived
+        self.max_exact = max_exact
 
     @single_threaded
     def fit(self, X, y):
@@ -181,11 +191,18 @@ class RidgePredictor(EncodingRegressor):
         return self
 
     def _fit_arrays(self, F: np.ndarray, z: np.ndarray) -> "RidgePredictor":
+        check_size("max_exact", self.max_exact, 2)
+        if len(z) > self.max_exact:  # the same leave-one-out choice, without an n x p SVD
+            alphas = np.array(self.alphas, dtype=np.float64).reshape(-1)
+            self.alpha_, self.coef_, self.intercept_, self.loo_mse_ = ridge_gram(F, z, alphas)
+            self.scaling_ = {"method": "gram", "records": int(len(z))}
+            return self
         model, loo_mse = _ridge_cv(F, z, self.alphas)
         self.alpha_ = float(model.alpha_)
         self.coef_ = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
         self.intercept_ = float(model.intercept_)
         self.loo_mse_ = loo_mse  # standardized units: 1 is no better than the mean
+        self.scaling_ = {"method": "exact", "records": int(len(z))}
         return self
 
     def _predict_z(self, F: np.ndarray) -> np.ndarray:
@@ -241,10 +258,12 @@ class SVRPredictor(EncodingRegressor):
     units. The linear kernel is normalized to unit mean diagonal, like the RBF
     kernel's unit diagonal, so one C scale serves both. `tol` is libsvm's stopping
     tolerance for the final fit, `selection_tol` for candidate (and stacking) fits.
+    Above `max_exact` records, `landmarks` is the Nystrom approximation's size (RBF).
     """
 
     def __init__(self, space=None, kernel: str = "rbf", C="auto", epsilon="auto", gamma="auto",
-                 tol: float = 2e-2, selection_tol: float = 1e-1, random_state=0, features="auto", derived=None):
+                 tol: float = 2e-2, selection_tol: float = 1e-1, random_state=0, features="auto", derived=None,
+                 max_exact: int = EXACT_MAX_RECORDS, landmarks: int = LANDMARKS):
         self.space = space
         self.features = features
         self.derived = derived
@@ -255,6 +274,8 @@ class SVRPredictor(EncodingRegressor):
         self.tol = tol
         self.selection_tol = selection_tol
         self.random_state = random_state
+        self.max_exact = max_exact
+        self.landmarks = landmarks
 
     @single_threaded
     def fit(self, X, y):
@@ -270,6 +291,8 @@ class SVRPredictor(EncodingRegressor):
         _check_auto("epsilon", self.epsilon)
         if self.kernel == "rbf" and self.gamma != "scale":
             _check_auto("gamma", self.gamma)
+        check_size("max_exact", self.max_exact, 2)
+        check_size("landmarks", self.landmarks, 2)
 
     def _base_matrix(self, F: np.ndarray) -> np.ndarray:
         """Squared distances (RBF) or the normalized Gram matrix (linear) of the rows."""
@@ -302,6 +325,8 @@ class SVRPredictor(EncodingRegressor):
                     noise_mse: float | None = None) -> "SVRPredictor":
         self._check_params()
         n = len(z)
+        if n > self.max_exact:
+            return self._fit_large(F, z)
         base = self._base_matrix(F) if base is None else base
         if self.epsilon == "auto":
             if noise_mse is None:
@@ -348,6 +373,34 @@ class SVRPredictor(EncodingRegressor):
             self._sv_norms_ = sq_norms(self.support_vectors_)
         else:  # a linear kernel collapses into one weight vector
             self.coef_ = self.kernel_scale_ * (self.dual_coef_ @ self.support_vectors_)
+        self.scaling_ = {"method": "exact", "records": int(n)}
+        return self
+
+    def _fit_large(self, F: np.ndarray, z: np.ndarray) -> "SVRPredictor":
+        """Above `max_exact` records: hyperparameters chosen exactly on a subsample, then
+        Nystrom ridge on every record (RBF) or the exact model on a subsample (linear)."""
+        n = len(z)
+        rng = check_random_state(self.random_state)
+        size = min(SELECTION_RECORDS, self.max_exact) if self.kernel == "rbf" else self.max_exact
+        sub = np.sort(rng.choice(n, min(int(size), n), replace=False))
+        small = SVRPredictor(**{**self.get_params(deep=False), "max_exact": len(sub)})
+        small._adopt(self)
+        small._fit_arrays(F[sub], z[sub])
+        for name in ("epsilon_", "noise_std_", "cv_results_", "gamma_", "C_"):
+            if hasattr(small, name):
+                setattr(self, name, getattr(small, name))
+        self.heldout_predictions_ = np.full(n, np.nan)
+        if self.kernel == "linear":
+            self.dual_coef_, self.intercept_ = small.dual_coef_, small.intercept_
+            self.support_, self.support_vectors_ = sub[small.support_], small.support_vectors_
+            self.kernel_scale_, self.coef_ = small.kernel_scale_, small.coef_
+            self.scaling_ = {"method": "subsample", "records": int(n), "fit_records": int(len(sub))}
+            return self
+        fit = nystroem_krr(F, z, self.gamma_, self.landmarks, rng)
+        self.nystroem_kernel_, self.beta_, self.intercept_ = fit["kernel"], fit["beta"], fit["intercept"]
+        self.heldout_predictions_[fit["held"]] = fit["held_predictions"]
+        self.scaling_ = {"method": "nystroem", "records": int(n), "selection_records": int(len(sub)),
+                         **{k: fit[k] for k in ("landmarks", "rank", "holdout", "alpha", "holdout_mse")}}
         return self
 
     def resolved_params(self) -> dict[str, Any]:
@@ -358,6 +411,8 @@ class SVRPredictor(EncodingRegressor):
     def _predict_z(self, F: np.ndarray) -> np.ndarray:
         if self.kernel == "linear":
             return F @ self.coef_ + self.intercept_
+        if getattr(self, "beta_", None) is not None:
+            return nystroem_predict(self.nystroem_kernel_, self.beta_, self.intercept_, F)
         out = np.empty(len(F))
         for start in range(0, len(F), PREDICT_CHUNK):
             block = F[start:start + PREDICT_CHUNK]
@@ -377,7 +432,8 @@ class StackedPredictor(EncodingRegressor):
     """
 
     def __init__(self, space=None, cv: int = 5, alphas=RIDGE_ALPHAS, C="auto", epsilon="auto",
-                 gamma="auto", tol: float = 2e-2, random_state=0, features="auto", derived=None):
+                 gamma="auto", tol: float = 2e-2, random_state=0, features="auto", derived=None,
+                 max_exact: int = EXACT_MAX_RECORDS, landmarks: int = LANDMARKS):
         self.space = space
         self.features = features
         self.derived = derived
@@ -388,6 +444,8 @@ class StackedPredictor(EncodingRegressor):
         self.gamma = gamma
         self.tol = tol
         self.random_state = random_state
+        self.max_exact = max_exact
+        self.landmarks = landmarks
 
     @single_threaded
     def fit(self, X, y):
@@ -395,12 +453,16 @@ class StackedPredictor(EncodingRegressor):
             raise ValueError(f"cv must be at least 2, got {self.cv!r}")
         F, z = self._prepare(X, y)
         n = len(z)
-        ridge = RidgePredictor(self.space, alphas=self.alphas, features=self.features, derived=self.derived)
+        ridge = RidgePredictor(self.space, alphas=self.alphas, features=self.features, derived=self.derived,
+                               max_exact=self.max_exact)
         ridge._adopt(self)
         ridge._fit_arrays(F, z)
         svr = SVRPredictor(self.space, kernel="rbf", C=self.C, epsilon=self.epsilon, gamma=self.gamma,
-                           tol=self.tol, random_state=self.random_state, features=self.features, derived=self.derived)
+                           tol=self.tol, random_state=self.random_state, features=self.features, derived=self.derived,
+                           max_exact=self.max_exact, landmarks=self.landmarks)
         svr._adopt(self)
+        if n > self.max_exact:
+            return self._blend(F, z, ridge, svr)
         D = sq_distances(F, F)
         svr._fit_arrays(F, z, base=D, noise_mse=ridge.loo_mse_)
         self.ridge_, self.svr_ = ridge, svr
@@ -418,6 +480,25 @@ class StackedPredictor(EncodingRegressor):
                 continue
             m = _fit_svr(K[np.ix_(train, train)], z[train], svr.C_, svr.epsilon_, svr.selection_tol)
             Z[test, 1] = _svr_decision(K[np.ix_(test, train)], m)
+        self._fit_final(Z, z)
+        self.scaling_ = {"method": "exact", "records": int(n)}
+        return self
+
+    def _blend(self, F: np.ndarray, z: np.ndarray, ridge: RidgePredictor, svr: SVRPredictor) -> "StackedPredictor":
+        """Above `max_exact` records: the final ridge learns from the bases' predictions on
+        the Nystrom SVR's held-out rows (both bases refitted without them: ridge here, the
+        SVR during its alpha choice), not from k refits of each base."""
+        svr._fit_arrays(F, z)  # its own noise estimate, as when fitted alone
+        self.ridge_, self.svr_ = ridge, svr
+        held = ~np.isnan(svr.heldout_predictions_)
+        coef, intercept = _ridge_solve(F[~held], z[~held], ridge.alpha_)
+        Z = np.column_stack([F[held] @ coef + intercept, svr.heldout_predictions_[held]])
+        self._fit_final(Z, z[held])
+        self.scaling_ = {"method": "blend", "records": int(len(z)), "holdout": int(held.sum()),
+                         "bases": {"ridge": ridge.scaling_, "svr_rbf": svr.scaling_}}
+        return self
+
+    def _fit_final(self, Z: np.ndarray, z: np.ndarray) -> None:
         final = RidgeCV(alphas=np.array(self.alphas, dtype=np.float64).reshape(-1)).fit(Z, z)
         self.final_alpha_ = float(final.alpha_)
         if np.any(final.coef_ < 0):
@@ -432,7 +513,6 @@ class StackedPredictor(EncodingRegressor):
             weights = np.full(Z.shape[1], 1.0 / Z.shape[1])
             intercept = float(np.mean(z) - np.mean(Z @ weights))
         self.weights_, self.final_intercept_ = weights, intercept
-        return self
 
     def resolved_params(self) -> dict[str, Any]:
         """The bases' chosen hyperparameters; only the cheap final ridge is chosen again."""

@@ -17,7 +17,7 @@ from linas_lib.algos import build_searcher
 from linas_lib.api.documents import Summary
 from linas_lib.api.objective import Objective, is_prediction, prediction_column
 from linas_lib.measurements import encodings, objective_matrix, successful
-from linas_lib.pareto import Normalization, hypervolume, non_dominated_mask, rank_and_crowding
+from linas_lib.pareto import FAST_FRONT_ROWS, Normalization, hypervolume, non_dominated_mask, rank_and_crowding
 from linas_lib.predictors import build_predictor
 from linas_lib.search.problem import search_problem
 
@@ -85,16 +85,19 @@ def fit_predictors(config, space, frame: pd.DataFrame, iteration: int = 1) -> di
     """
     problem = search_problem(config, space)
     predictors: dict[str, Any] = {}
+    table = successful(frame).reset_index(drop=True)
+    X = encodings(table) if len(table) else None  # parsed once for every objective
     for objective in config.resolved_objectives():
         if objective.name in problem.exact_names:
             predictors[objective.name] = ExactObjective(problem, objective.name)
             continue
-        ok = successful(frame, [objective.name])
+        ok = successful(table, [objective.name])
         if len(ok) < 2:
             raise ValueError(f"need at least 2 successful measurements of {objective.name} to train a predictor, "
                              f"have {len(ok)}")
         estimator = _estimator(config, space, objective, iteration, problem)
-        predictors[objective.name] = estimator.fit(encodings(ok), ok[objective.name].to_numpy())
+        rows = X[table.index.get_indexer(ok.index)]
+        predictors[objective.name] = estimator.fit(rows, ok[objective.name].to_numpy())
     return predictors
 
 
@@ -113,8 +116,13 @@ def describe_predictors(predictors: dict[str, Any]) -> dict[str, Any]:
         features = getattr(center, "features_", None)
         if features is not None and hasattr(features, "kind_"):
             entry["features"] = features.kind_
+        scaling = getattr(center, "scaling_", None)
+        if scaling is not None:  # exact, or how the cost was kept linear above the size threshold
+            entry["scaling"] = scaling
         if hasattr(p, "members_"):
             entry["ensemble"] = {"members": len(p.members_)}
+            if hasattr(p, "member_records_"):
+                entry["ensemble"].update(member_records=p.member_records_, spread_scale=p.spread_scale_)
         out[name] = entry
     return out
 
@@ -348,14 +356,24 @@ def hypervolume_optimum(config, objectives: list[Objective] | None = None) -> fl
 
 
 def hypervolume_history(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> list[float]:
+    """The hypervolume of everything measured up to each iteration."""
     objectives = objectives or config.resolved_objectives()
     if successful(frame).empty:
         return []
     norm = normalization(config, frame, objectives)
-    return [
-        hypervolume(objective_matrix(frame[frame["iteration"] <= it], objectives), norm)
-        for it in sorted(frame["iteration"].unique())
-    ]
+    iterations = sorted(frame["iteration"].unique())
+    if len(frame) <= FAST_FRONT_ROWS:  # as always: the whole table up to each iteration
+        return [hypervolume(objective_matrix(frame[frame["iteration"] <= it], objectives), norm) for it in iterations]
+    # A running front: each iteration's rows join the front so far, so the history costs one
+    # pass over the table instead of one per iteration (dominated rows add no volume).
+    ok = successful(frame, [o.name for o in objectives])
+    F, rows_at = objective_matrix(ok, objectives), ok["iteration"].to_numpy()
+    front, out = F[:0], []
+    for it in iterations:
+        candidates = np.vstack([front, F[rows_at == it]])
+        front = candidates[non_dominated_mask(candidates)] if len(candidates) else candidates
+        out.append(hypervolume(front, norm))
+    return out
 
 
 def pareto_front(config, frame: pd.DataFrame, objectives: list[Objective] | None = None) -> pd.DataFrame:
@@ -389,8 +407,7 @@ def prospective_quality(config, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """How well the previous iteration's predictors predicted what was then measured."""
     out = []
     ok = successful(frame)
-    for it in sorted(ok["iteration"].unique()):
-        rows = ok[ok["iteration"] == it]
+    for it, rows in ok.groupby("iteration", sort=True):  # one pass, not a filter per iteration
         entry: dict[str, Any] = {"iteration": int(it)}
         for o in config.resolved_objectives():
             col = prediction_column(o.name)

@@ -39,6 +39,7 @@ class SearchProblem:
     fast_complexity: bool = False
     exact_names: tuple[str, ...] = ()  # objectives computed, never predicted
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    key: tuple = ()  # (plugin name, params): what the derived features depend on
 
     def exact(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Exact values of `exact_names` for a batch of encodings."""
@@ -53,13 +54,27 @@ class SearchProblem:
 
     def derived_features(self, X: np.ndarray) -> np.ndarray:
         """(n, k) cheap features of each encoding: the plugin's own, else log MACs and log params."""
+        global _LAST_DERIVED
         X = np.asarray(X, dtype=np.int64)
+        last = _LAST_DERIVED
+        if last is not None and self.key and last[0] == self.key and last[1].shape == X.shape \
+                and np.array_equal(last[1], X):
+            return last[2].copy()
         if hasattr(self.plugin, "features"):
-            return np.asarray(self.plugin.features(X), dtype=float).reshape(len(X), -1)
-        if not self.fast_complexity:
+            D = np.asarray(self.plugin.features(X), dtype=float).reshape(len(X), -1)
+        elif not self.fast_complexity:
             raise ValueError("this super-network offers no derived features (no features() and no fast complexity())")
-        values = complexity_columns(self.plugin, X)
-        return np.column_stack([np.log1p(np.maximum(values[k], 0.0)) for k in COMPLEXITY if k in values])
+        else:
+            values = complexity_columns(self.plugin, X)
+            D = np.column_stack([np.log1p(np.maximum(values[k], 0.0)) for k in COMPLEXITY if k in values])
+        if self.key:
+            _LAST_DERIVED = (self.key, X.copy(), D.copy())
+        return D
+
+
+# The last batch's derived features: every objective's predictor asks for the same batch (as
+# clones, so with copies of the problem: the memo is the module's, keyed by the plugin).
+_LAST_DERIVED: tuple | None = None
 
 
 def _plugin(name: str, params_json: str):
@@ -84,7 +99,7 @@ def _problem(name: str, params_json: str, objective_names: tuple[str, ...]) -> S
         bounds = {k: (float(v[0]), float(v[1])) for k, v in given.items()}
     elif hasattr(plugin, "true_front"):
         bounds = _front_bounds(plugin, objective_names)
-    return SearchProblem(plugin, fast, exact, bounds)
+    return SearchProblem(plugin, fast, exact, bounds, key=(name, params_json))
 
 
 def _front_bounds(plugin, names: tuple[str, ...]) -> dict[str, tuple[float, float]]:

@@ -266,15 +266,16 @@ class SearchRun:
                     for t, scopes in measurements.attrs.get("hardware", {}).items()}  # from combine()
         for target, scopes in hardware.items():
             self.hardware.setdefault(target, {}).update(scopes)
+        saved = MEASUREMENTS
         if self.store:
             self.store.save_population(population.to_dict())
-            self.store.save_measurements(self.frame)
+            saved = self.store.save_measurements(self.frame)
             if drift:
                 self.store.save_drift(self.drift)
             if any(hardware.values()):
                 self.store.save_hardware(self.hardware)
         if self.config.search.mode != "validation":  # there, a failure is told as the worst value seen
-            where = f"{self.store.uri}/{MEASUREMENTS}" if self.store else "the measurement table"
+            where = f"{self.store.uri}/{saved}" if self.store else "the measurement table"
             try:
                 check_iteration_measured(self.frame, population.iteration, where)
             except IterationFailedError as exc:
@@ -301,6 +302,7 @@ class SearchRun:
         """The run's summary, saved (summary.json marks a finished run)."""
         summary = self.summary()
         if self.store:  # the saved summary carries its finished_at, which the report shows
+            self.store.compact_measurements(self.frame)  # a finished run's table is one file
             summary = self.store.save_results(summary)
         return summary
 

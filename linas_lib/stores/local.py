@@ -64,10 +64,23 @@ class LocalStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
-        if not self.root.exists():
+        # Walk only the directory the prefix names (a cache scope of 100,000 entries beside
+        # the one listed must not be walked), and in it only the names the prefix allows.
+        head, _, tail = prefix.rpartition("/")
+        base = self.root / head if head else self.root
+        if ".." in Path(head).parts or not base.is_dir():
             return []
-        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+        keys = []
+        for entry in os.scandir(base):
+            if not entry.name.startswith(tail):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                for folder, _, files in os.walk(entry.path):
+                    keys += [os.path.join(folder, f) for f in files if os.path.isfile(os.path.join(folder, f))]
+            elif entry.is_file():
+                keys.append(entry.path)
+        out = (Path(k).relative_to(self.root).as_posix() for k in keys)
+        return sorted(k for k in out if not Path(k).name.startswith(".tmp-"))
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -61,6 +61,12 @@ def test_a_corrupt_entry_is_a_miss_and_is_replaced(tmp_path, nb201):
     key = f"ns/quality-accuracy/{rows[0]['subnet_id']}.json"
     path = tmp_path / "cache" / key
     path.write_bytes(path.read_bytes()[:-7] + b"garbage")
+    # the batch's index pack holds a checked copy of the entry: still a hit, with the measured value
+    served = measure_quality(nb201, X, cache=cache)
+    assert [r["cache"]["quality-accuracy"] for r in served] == ["hit"] * 3
+    assert served[0]["values"] == rows[0]["values"]
+    for pack in (tmp_path / "cache" / "ns" / "quality-accuracy" / "_index").glob("*.parquet"):
+        pack.write_bytes(pack.read_bytes()[:-7] + b"garbage")  # the copy damaged too
     again = measure_quality(nb201, X, cache=cache)
     assert [r["cache"]["quality-accuracy"] for r in again] == ["miss", "hit", "hit"]
     assert again[0]["values"] == rows[0]["values"]
@@ -286,6 +292,12 @@ def test_eight_processes_fill_one_s3_cache_without_losing_an_entry(monkeypatch):
         found = cache.lookup("quality-accuracy", keys)
         assert len(found) == 96
         assert all(found[f"w{w}-{i:02d}"]["values"]["accuracy"] == w + i / 100 for w in range(8) for i in range(12))
-        # a damaged entry on S3 reads as a miss, not an error
+        # a damaged entry on S3 is served from its checked copy in the index, never as planted ...
         cache.store.put_bytes("ns/quality-accuracy/w0-00.json", b'{"values": {"accuracy": 0.99}}')
+        assert cache.lookup("quality-accuracy", ["w0-00"])["w0-00"]["values"] == {"accuracy": 0.0}
+        # ... and with the copy damaged too, it reads as a miss, not an error
+        for key in cache.store.list("ns/quality-accuracy/_index/"):
+            if key.endswith(".parquet"):
+                cache.store.put_bytes(key, b"PAR1 damaged")
         assert "w0-00" not in cache.lookup("quality-accuracy", ["w0-00"])
+        assert len(cache.lookup("quality-accuracy", keys)) == 95  # the others read one by one
