@@ -121,9 +121,7 @@ def _target_problems(config: LinasConfig) -> list[tuple[str, str]]:
 
     problems, names = [], backend_names()
     for i, target in enumerate(config.targets):
-        unknown = _unknown("latency backend", target.backend, names)
-        if unknown:
-            problems.append((f"targets.{i}.backend", unknown))
+        if target.backend not in names:  # named by the name check
             continue
         try:
             backend = backend_class(target.backend)
@@ -134,32 +132,6 @@ def _target_problems(config: LinasConfig) -> list[tuple[str, str]]:
             if getattr(target, field_name) not in allowed:
                 problems.append((f"targets.{i}", f"target {target.name!r}: backend {target.backend} supports "
                                                  f"{field_name} {', '.join(allowed)}; got {getattr(target, field_name)!r}"))
-    return problems
-
-
-def _search_problems(config: LinasConfig) -> list[tuple[str, str]]:
-    from linas_lib.algos import algorithm_names
-    from linas_lib.predictors import predictor_names
-    from linas_lib.search.selection import selection_names
-
-    search, problems = config.search, []
-    algorithms, predictors = algorithm_names(), predictor_names()
-    inners = [("search.inner", search.inner)]
-    specs = [("search.predictors", search.predictors)]
-    for j, step in enumerate(search.schedule):
-        if step.inner is not None:
-            inners.append((f"search.schedule.{j}.inner", step.inner))
-        if step.predictors is not None:
-            specs.append((f"search.schedule.{j}.predictors", step.predictors))
-    checks = [("search.algorithm", "algorithm", search.algorithm, algorithms),
-              ("search.selection", "selection strategy", search.selection, selection_names())]
-    checks += [(f"{where}.algorithm", "algorithm", inner.algorithm, algorithms) for where, inner in inners]
-    checks += [(f"{where}.{key}.name", "predictor", spec.name, predictors)
-               for where, group in specs for key, spec in group.items()]
-    for where, kind, name, names in checks:
-        unknown = _unknown(kind, name, names)
-        if unknown:
-            problems.append((where, unknown))
     return problems
 
 
@@ -204,15 +176,12 @@ def resolve(config: LinasConfig) -> LinasConfig:
     problems: list[tuple[str, str]] = []
     objectives: list[Objective] = []
     try:
-        unknown = _unknown("super-network", config.supernet.name, supernet_names())
-        if unknown:
-            problems.append(("supernet.name", unknown))
-        else:
+        problems += _unknown_names(config.model_dump())
+        if config.supernet.name in supernet_names():
             problems += _supernet_problems(config)
             more, objectives = _objective_problems(config, supernet_class(config.supernet.name).quality_metric)
             problems += more
         problems += _target_problems(config)
-        problems += _search_problems(config)
     except PluginLoadError as exc:  # an installed plugin that does not import: a config error, not a traceback
         problems.append(("config", str(exc)))
     if problems:
@@ -223,8 +192,9 @@ def resolve(config: LinasConfig) -> LinasConfig:
 
 
 def _names_in_data(data: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(field, kind, name) of the registry-backed names a raw config gives, wherever they
-    are strings: checked even when the schema failed, so every problem shows at once."""
+    """(field, kind, name) of the registry-backed names in a config's data, wherever they
+    are strings: the same walk serves a valid config (dumped) and one the schema refused,
+    so every problem shows at once."""
     def get(node: Any, *path: Any) -> Any:
         for part in path:
             if isinstance(part, int):
@@ -240,31 +210,37 @@ def _names_in_data(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     targets = get(data, "targets")
     found += [(f"targets.{i}.backend", "latency backend", get(targets, i, "backend"))
               for i in range(len(targets) if isinstance(targets, list) else 0)]
-    predictors = get(data, "search", "predictors")
-    found += [(f"search.predictors.{key}.name", "predictor", get(predictors, key, "name"))
-              for key in (predictors if isinstance(predictors, dict) else {})]
+    groups = [("search.predictors", get(data, "search", "predictors"))]
+    schedule = get(data, "search", "schedule")
+    for j in range(len(schedule) if isinstance(schedule, list) else 0):
+        found.append((f"search.schedule.{j}.inner.algorithm", "algorithm", get(schedule, j, "inner", "algorithm")))
+        groups.append((f"search.schedule.{j}.predictors", get(schedule, j, "predictors")))
+    found += [(f"{where}.{key}.name", "predictor", get(group, key, "name"))
+              for where, group in groups for key in (group if isinstance(group, dict) else {})]
     return [(where, kind, name) for where, kind, name in found if isinstance(name, str)]
 
 
-def _raw_name_problems(data: dict[str, Any]) -> list[str]:
+def _unknown_names(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, message) of every registry-backed name in `data` that nothing registered."""
     from linas_lib.algos import algorithm_names
     from linas_lib.backends import backend_names
     from linas_lib.predictors import predictor_names
-    from linas_lib.registry import PluginLoadError
     from linas_lib.search.selection import selection_names
     from linas_lib.supernets import supernet_names
 
-    lines = []
+    names = {"super-network": supernet_names(), "algorithm": algorithm_names(), "latency backend": backend_names(),
+             "predictor": predictor_names(), "selection strategy": selection_names()}
+    found = [(where, _unknown(kind, name, names[kind])) for where, kind, name in _names_in_data(data)]
+    return [(where, message) for where, message in found if message]
+
+
+def _raw_name_problems(data: dict[str, Any]) -> list[str]:
+    from linas_lib.registry import PluginLoadError
+
     try:
-        names = {"super-network": supernet_names(), "algorithm": algorithm_names(), "latency backend": backend_names(),
-                 "predictor": predictor_names(), "selection strategy": selection_names()}
+        return [f"  {where}: {message}" for where, message in _unknown_names(data)]
     except PluginLoadError:
         return []  # the resolver reports it once the structure is right
-    for where, kind, name in _names_in_data(data):
-        unknown = _unknown(kind, name, names[kind])
-        if unknown:
-            lines.append(f"  {where}: {unknown}")
-    return lines
 
 
 def config_from_dict(data: Any, config_dir: str | Path | None = None) -> LinasConfig:
