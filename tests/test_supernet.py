@@ -150,3 +150,53 @@ def test_supernet_measure_builds_table_rows(smoke_supernet, smoke_config, space)
     for objective in smoke_config.resolved_objectives():
         assert frame[objective.name].notna().all()
     assert frame["pred:accuracy"].iloc[0] == 0.5 and np.isnan(frame["pred:accuracy"].iloc[1])
+
+
+def test_scored_accuracy_is_the_plain_forward_pass(smoke_supernet, extremes):
+    """evaluate() folds batch norm and runs channels-last for speed: its accuracy must be
+    what the recalibrated static sub-network itself gives."""
+    import torch
+
+    _, test = smoke_supernet._splits()
+    x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
+    for encoding, row in zip(extremes[:2], smoke_supernet.evaluate(np.vstack(extremes[:2]))):
+        module = smoke_supernet.subnet(encoding)
+        assert all(p.is_contiguous() for p in module.parameters())  # handed back in the default layout
+        with torch.no_grad():
+            correct = int((module(x).argmax(1) == y).sum())
+        assert abs(row["accuracy"] - correct / len(y)) <= 2 / len(y)  # float reordering may flip a tie
+
+
+def test_timing_module_is_the_exported_graph_without_recalibration(smoke_supernet, extremes):
+    """Latency times `timing_module`: it must have exactly the operators and shapes of the
+    exported sub-network, or float latencies would time another network."""
+    import torch
+
+    for encoding in extremes:
+        exported, inputs = smoke_supernet.export_module(encoding, 4)
+        timed, timed_inputs = smoke_supernet.timing_module(encoding, 4)
+        assert [i.shape for i in inputs] == [i.shape for i in timed_inputs]
+        assert [(n, p.shape) for n, p in exported.named_parameters()] == \
+               [(n, p.shape) for n, p in timed.named_parameters()]
+        assert [type(m) for m in exported.modules()] == [type(m) for m in timed.modules()]
+        assert not timed.training
+        with torch.no_grad():
+            assert timed(*inputs).shape == exported(*inputs).shape
+
+
+def test_float_latency_times_the_timing_module_and_int8_the_exported_one(smoke_supernet, smoke_config, space,
+                                                                        monkeypatch):
+    calls = []
+    for name in ("timing_module", "export_module"):
+        original = getattr(smoke_supernet, name)
+        monkeypatch.setattr(smoke_supernet, name,
+                            lambda *a, _name=name, _f=original: calls.append(_name) or _f(*a))
+    measure_latency(smoke_supernet, space.sample(2, 7), smoke_config.targets[0])
+    assert calls == ["timing_module"] * 2
+    calls.clear()
+    from linas_lib.objectives.latency import measure_latency as measure
+
+    int8 = smoke_config.targets[0].model_copy(update={"backend": "openvino", "precision": "int8",
+                                                      "calibration_samples": 8})
+    rows = measure(smoke_supernet, space.sample(1, 7), int8)
+    assert calls == ["export_module"], rows

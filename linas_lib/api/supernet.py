@@ -48,6 +48,12 @@ class SuperNetwork(Protocol):
     def export_module(self, encoding: np.ndarray, batch_size: int) -> tuple[Any, tuple[Any, ...]]:
         """A static torch module of the sub-network (eval mode) and example inputs of that batch size."""
 
+    # Optional ---------------------------------------------------------------------
+    def timing_module(self, encoding: np.ndarray, batch_size: int) -> tuple[Any, tuple[Any, ...]]:
+        """Like `export_module`, with the same operators and shapes but weights only good for
+        timing (e.g. batch norm not recalibrated): what a non-quantized latency needs, cheaper.
+        Without it, latency measures `export_module`."""
+
     # Optional, for INT8 targets ------------------------------------------------
     def calibration_inputs(self, batch_size: int, n_batches: int) -> list[tuple[Any, ...]]:
         """Real input batches from the plugin's own data, for post-training quantization."""

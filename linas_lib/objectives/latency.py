@@ -108,6 +108,9 @@ def measure_latency(
             reference = backend.measure(module, inputs).median_ms
         return backend
 
+    # Quantization depends on the weights' values; a float latency only on shapes and operators
+    timed_module = supernet.export_module if int8 else getattr(supernet, "timing_module", supernet.export_module)
+
     rows = []
     try:
         for encoding, key in zip(X, keys):
@@ -121,7 +124,7 @@ def measure_latency(
 
             def measure_one() -> dict[str, float]:
                 b = ready()
-                module, inputs = supernet.export_module(encoding, target.batch_size)
+                module, inputs = timed_module(encoding, target.batch_size)
                 prepared = b.prepare(module, inputs)
                 result, timings = retime_noisy(b, prepared, policy)
                 values = {col: result.median_ms, cv_column(target.name): result.cv,

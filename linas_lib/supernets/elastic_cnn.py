@@ -220,7 +220,10 @@ class ElasticCNNSupernet(TrainedOnce):
         return self._require_net().extract(decode(self.space, encoding))
 
     def _recalibrate(self, module) -> None:
-        """Fresh batch-norm statistics for this sub-network (as OFA does before scoring)."""
+        """Fresh batch-norm statistics for this sub-network (as OFA does before scoring).
+
+        Run channels-last, where oneDNN's depthwise convolutions take half the CPU time;
+        the module is handed back in the default layout."""
         import torch
         from torch import nn
 
@@ -231,11 +234,11 @@ class ElasticCNNSupernet(TrainedOnce):
             if isinstance(m, nn.BatchNorm2d):
                 m.reset_running_stats()
                 m.momentum = None  # cumulative average over the calibration batches
-        module.train()
+        module.to(memory_format=torch.channels_last).train()
         with torch.no_grad():
             for chunk in images.split(250):
-                module(chunk)
-        module.eval()
+                module(chunk.contiguous(memory_format=torch.channels_last))
+        module.to(memory_format=torch.contiguous_format).eval()
 
     def subnet(self, encoding: np.ndarray, device: str = "cpu"):
         """The static, recalibrated sub-network in eval mode."""
@@ -245,16 +248,21 @@ class ElasticCNNSupernet(TrainedOnce):
 
     def evaluate(self, encodings: np.ndarray) -> list[dict[str, float]]:
         import torch
+        from torch.fx.experimental.optimization import fuse
 
         _, test = self._splits()
         device = eval_device()
         x, y = torch.from_numpy(test.x).to(device), torch.from_numpy(test.y).to(device)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
         results = []
         for encoding in self.space.canonicalize(encodings):
             module = self.subnet(encoding, device)
-            with torch.no_grad():
-                correct = sum(int((module(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(500), y.split(500)))
             macs, params = count_macs_params(module, x[:1])
+            # The same function at a quarter of the CPU time: batch norm folded into the
+            # convolutions, channels-last for oneDNN's depthwise kernels.
+            scored = fuse(module).to(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                correct = sum(int((scored(xb).argmax(1) == yb).sum()) for xb, yb in zip(x_cl.split(500), y.split(500)))
             results.append({"accuracy": correct / len(y), "macs": macs, "params": params})
         return results
 
@@ -272,6 +280,14 @@ class ElasticCNNSupernet(TrainedOnce):
         import torch
 
         module = self.subnet(self.space.canonicalize(encoding)[0])
+        return module, (torch.randn(batch_size, 1, 28, 28),)
+
+    def timing_module(self, encoding: np.ndarray, batch_size: int):
+        """The sub-network without recalibrated batch norm: the same graph for timing, at
+        half the preparation cost."""
+        import torch
+
+        module = self._static(self.space.canonicalize(encoding)[0])
         return module, (torch.randn(batch_size, 1, 28, 28),)
 
     def calibration_inputs(self, batch_size: int, n_batches: int):
