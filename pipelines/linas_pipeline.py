@@ -11,6 +11,7 @@ task per hardware target, each pinned to its node pool; predictor training; the
 MOEA. Kubernetes placement comes from `kfp-kubernetes` and is ignored by kfp.local.
 """
 import contextlib
+import sys
 from pathlib import Path
 
 import yaml
@@ -194,7 +195,37 @@ def _iterations(config: LinasConfig, placed: Deployment, config_json, resolved, 
             history = trained.outputs["measurements"]
 
 
+class _CallerName:
+    """Stands in for `inspect` in kfp.dsl.pipeline_task while a pipeline is built.
+
+    Every task setter calls `inspect.stack()[1][3]` there, only to name itself in a
+    possible error message; a full stack reads source lines for each frame and scans
+    sys.modules, about 20 ms a call in a large process, minutes for a 50-iteration graph.
+    This gives the same name from the frame alone."""
+
+    @staticmethod
+    def stack():
+        return [None, (None, None, None, sys._getframe(2).f_code.co_name)]
+
+
+@contextlib.contextmanager
+def _cheap_caller_names():
+    from kfp.dsl import pipeline_task
+
+    original = pipeline_task.inspect
+    pipeline_task.inspect = _CallerName
+    try:
+        yield
+    finally:
+        pipeline_task.inspect = original
+
+
 def build_pipeline(config: LinasConfig):
+    with _cheap_caller_names():
+        return _build_pipeline(config)
+
+
+def _build_pipeline(config: LinasConfig):
     if config.search.mode == "validation":
         raise ValueError("search.mode: validation-only search runs in-process (`linas search`); "
                          "the pipeline runs the modes linas and oneshot")
@@ -241,6 +272,29 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+@contextlib.contextmanager
+def _documents_kept():
+    """The compiler's documents (pipeline spec, platform spec) kept as dicts instead of
+    written with PyYAML's pure-Python dumper and read back: most of a large compile's
+    time. The compiler still writes the header comments; should it stop calling
+    `yaml.dump_all`, the list stays empty and the file is read as before."""
+    from kfp.compiler import pipeline_spec_builder
+
+    kept: list = []
+
+    class _Keep:
+        @staticmethod
+        def dump_all(documents, stream=None, **_):
+            kept.extend(d for d in documents if d)
+
+    original = pipeline_spec_builder.yaml
+    pipeline_spec_builder.yaml = _Keep
+    try:
+        yield kept
+    finally:
+        pipeline_spec_builder.yaml = original
+
+
 def compile_pipeline(config: LinasConfig, package_path: str) -> str:
     """Compile, merge identical component definitions (pipelines.compact), and refuse
     a package above `cluster.max_package_kib`: Argo and etcd refuse a workflow around
@@ -251,10 +305,11 @@ def compile_pipeline(config: LinasConfig, package_path: str) -> str:
 
     path = Path(package_path)
     path.parent.mkdir(parents=True, exist_ok=True)  # `-o build/x.yaml` on a fresh clone
-    compiler.Compiler().compile(build_pipeline(config), str(path))
+    with _documents_kept() as kept:
+        compiler.Compiler().compile(build_pipeline(config), str(path))
     text = path.read_text()
     header = abbreviate_header("".join(line for line in text.splitlines(keepends=True) if line.startswith("#")))
-    documents = [d for d in yaml.load_all(text, Loader=_SAFE_LOADER) if d]
+    documents = kept or [d for d in yaml.load_all(text, Loader=_SAFE_LOADER) if d]
     compact(documents[0], documents[1] if len(documents) > 1 else None)
     with path.open("w") as out:
         out.write(header)

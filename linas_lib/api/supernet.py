@@ -29,6 +29,10 @@ class SuperNetwork(Protocol):
     # of weights that no file holds (the OFA plugins' untrained networks:
     # "untrained:<net id>:classes<n>:seed<seed>"). Caches of measurements across runs key
     # on it; without it the framework hashes the checkpoint file itself.
+    # Optional (not checked by isinstance either): `timing_module(encoding, batch_size)`, like
+    # `export_module` with the same operators and shapes but weights only good for timing
+    # (e.g. batch norm not recalibrated): what a float latency measures, cheaper; without
+    # it, latency measures `export_module`. Quantized targets always use `export_module`.
 
     @classmethod
     def search_space(cls, **params: Any) -> SearchSpace:
@@ -47,12 +51,6 @@ class SuperNetwork(Protocol):
 
     def export_module(self, encoding: np.ndarray, batch_size: int) -> tuple[Any, tuple[Any, ...]]:
         """A static torch module of the sub-network (eval mode) and example inputs of that batch size."""
-
-    # Optional ---------------------------------------------------------------------
-    def timing_module(self, encoding: np.ndarray, batch_size: int) -> tuple[Any, tuple[Any, ...]]:
-        """Like `export_module`, with the same operators and shapes but weights only good for
-        timing (e.g. batch norm not recalibrated): what a non-quantized latency needs, cheaper.
-        Without it, latency measures `export_module`."""
 
     # Optional, for INT8 targets ------------------------------------------------
     def calibration_inputs(self, batch_size: int, n_batches: int) -> list[tuple[Any, ...]]:
