@@ -4,6 +4,9 @@ Each stage validates the config it is handed (the process boundary), reads its
 inputs from artifact paths, calls the same core functions as the in-process
 loop, and writes its outputs. Measurements also land in the run's store, so a
 run directory looks the same whether it came from `linas search` or a pipeline.
+
+The search (its predictors and scipy) is imported by the stages that search, not by the
+measuring ones: every task is a process of its own, and its imports are its start-up.
 """
 from __future__ import annotations
 
@@ -19,8 +22,6 @@ from linas_lib.api.documents import LatencyOutput, ObjectiveRecord, Population, 
 from linas_lib.config import LinasConfig, config_from_json
 from linas_lib.measurements import combine
 from linas_lib.runs import RunStore
-from linas_lib.search import core
-from linas_lib.search.run import SearchRun
 
 
 def _config(config_json: str) -> LinasConfig:
@@ -142,6 +143,8 @@ def sample(config_json: str, store_uri: str, population_path: str, run_id: str =
     initial population: uniform (seeded), or for a recurring run the previous run's
     measured fronts topped up at random; the fronts travel in the population so each
     latency task checks drift before trusting the cache."""
+    from linas_lib.search.run import SearchRun
+
     config = _config(config_json)
     run = RunStore(store_uri)
     if run_id:  # a pipeline run: take the location before start_fresh deletes anything
@@ -230,6 +233,9 @@ def train_predictors(
 ) -> bool:
     """Tell the run this iteration's measurements (it records them, fits the predictors
     and says whether the search goes on); hand the table on as the next state."""
+    from linas_lib.search import core
+    from linas_lib.search.run import SearchRun
+
     config = _config(config_json)
     population = _population(population_path)
     # artifacts of other pods: checked as the documents they claim to be
@@ -258,6 +264,7 @@ def train_predictors(
 def progress_line(config, iteration: int, new: pd.DataFrame, frame: pd.DataFrame) -> str:
     """One fixed, greppable line per finished iteration (`linas: iteration N: ...`)."""
     from linas_lib.measurements import cache_counts
+    from linas_lib.search import core
 
     cache = cache_counts(new)
     hv = core.hypervolume_history(config, frame)
@@ -270,6 +277,8 @@ def run_moea(config_json: str, iteration: int, measurements_path: str, predictor
     (deterministic, so the models train_predictors fitted) rather than unpickling an
     artifact, so nothing read from the artifact store is executable. `predictors_path`
     is their description, for the record."""
+    from linas_lib.search.run import SearchRun
+
     config = _config(config_json)
     run = SearchRun.restore(config, _space(config), pd.read_parquet(measurements_path))
     if run.iteration != iteration:
@@ -303,6 +312,7 @@ def report(
 
 def _report(config, run, measurements_path, html_path, markdown_path) -> dict[str, float]:
     from linas_lib.report import write_reports
+    from linas_lib.search.run import SearchRun
 
     frame = pd.read_parquet(measurements_path) if measurements_path else run.load_measurements()
     if frame.empty:

@@ -237,3 +237,15 @@ def test_kubernetes_placement_lives_in_the_pipeline_layer():
     # a target has a placement; the core keeps it as data the deployment layer checks
     target = config.config_from_dict({"targets": [{"name": "t", "placement": {"node_selector": {"pool": "a"}}}]})
     assert placement.deployment(target).placement(target.targets[0]).node_selector == {"pool": "a"}
+
+
+def test_the_measuring_stages_import_none_of_the_search():
+    """Each pipeline task is a process: what `linas_lib.stages` imports is every task's
+    start-up, and the accuracy and latency tasks need no predictors, MOEA or scipy."""
+    found = _fresh(f"""
+import json, sys
+import linas_lib.stages
+ours = [m for m in sys.modules if m.startswith(("linas_lib.search", "linas_lib.predictors", "linas_lib.algos"))]
+print(json.dumps(sorted(ours) + {_loaded(("scipy", "sklearn", "pymoo", "optuna"))}))
+""")
+    assert found == []
