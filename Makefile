@@ -66,7 +66,7 @@ compile: setup
 # tools; apt about 40 s), and LINAS_TOOLS_VENV makes a missing tool a failure rather than a skip.
 test:
 	$(MAKE) --no-print-directory -j3 setup tools browser
-	LINAS_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
+	LINAS_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider $(PYTEST_ARGS)
 
 # Benchmarks: bench/results/*.json, PNG plots and bench/results/SUMMARY.md.
 # `bench` takes about 45 minutes on 2 cores (the search suite about 30); `bench-full` runs
