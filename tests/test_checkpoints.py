@@ -39,6 +39,16 @@ def test_save_checkpoint_writes_atomically_with_a_digest_sidecar(tmp_path):
     assert digest_matches(path) and not digest_matches(path, require_sidecar=True)
 
 
+def test_equal_weights_give_equal_checkpoint_digests_wherever_and_whenever_saved(tmp_path):
+    """The digest keys the evaluation cache: two clones that train the same weights (the
+    recipe is deterministic) must write the same bytes, whatever the file or process."""
+    payload = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "signature": "abc"}
+    first = save_checkpoint(tmp_path / "a" / "elastic_cnn-abc.pt", payload)
+    second = save_checkpoint(tmp_path / "b" / "other-name.pt", payload)
+    assert file_digest(first) == file_digest(second)
+    assert torch.equal(torch.load(first, weights_only=True)["state_dict"]["w"], payload["state_dict"]["w"])
+
+
 def test_params_digest_is_stable_and_order_free():
     assert params_digest({"a": 1, "b": [2, 3]}) == params_digest({"b": (2, 3), "a": 1})
     assert params_digest({"a": 1}) != params_digest({"a": 2}) and len(params_digest({})) == 12

@@ -32,7 +32,7 @@ ELSEWHERE = {
     ("lut", "build"): "tests/test_lut_cli.py",
     ("predictors", "evaluate"): "tests/test_predictor_quality.py",
 }
-RUN_HERE = {("search",), ("measure",), ("pipeline", "compile"), ("pipeline", "submit"), ("pipeline", "schedule"),
+RUN_HERE = {("search",), ("prepare",), ("measure",), ("pipeline", "compile"), ("pipeline", "submit"), ("pipeline", "schedule"),
             ("cluster", "check")}
 SHELL_BLOCKS = {"", "sh", "bash", "shell", "console"}
 
@@ -176,6 +176,7 @@ def test_every_linas_command_the_readme_lists_works_as_written(tmp_path, monkeyp
     assert [route for route, _ in ran].count(("search",)) == 2, "--out, then --resume"
     assert (tmp_path / "runs" / "nb201" / "report.html").is_file() and "hypervolume per iteration" in out["search"]
     assert "nb201" in out["measure"] and "(random, --seed 7)" in out["measure"]
+    assert out["prepare"].startswith("checkpoint: ")
     assert (tmp_path / "build" / "linas.yaml").is_file(), "compile creates the folder"
     assert "target cpu-ov-int8: ok" in out["cluster check"]
     (run,) = fake.runs

@@ -52,13 +52,24 @@ def params_digest(recipe: dict[str, Any]) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> str:
-    """torch.save `payload` atomically (temporary file, then rename) and write its digest sidecar."""
+    """torch.save `payload` atomically (temporary file, then rename) and write its digest sidecar.
+
+    Serialized in memory first: torch.save names the archive inside the file after the
+    file, so saving straight to a temporary name made equal weights differ in digest
+    from one save to the next, and no two clones could share a cache keyed on it."""
+    import io
+
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(payload, tmp)
+    with open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
     sidecar(path).write_text(file_digest(path))
     return str(path)
