@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 TRAIN_STAMP := $(VENV)/.installed-train
 $(TRAIN_STAMP): constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt torch numpy pydantic pyyaml tqdm
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt torch numpy pydantic pyyaml tqdm pymoo
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist
 	touch $(TRAIN_STAMP)
 

@@ -73,8 +73,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Train the built-in super-network once into the checkpoint cache (or check the given
-    checkpoint). Needs only numpy, pydantic, pyyaml, torch and the plugin's data, so `make
-    run` trains while pip installs the rest."""
+    checkpoint). Needs only numpy, pydantic, pyyaml, pymoo (the config check), torch and the
+    plugin's data, so `make run` trains while pip installs the rest."""
     from linas_lib.config import load_config
 
     config = load_config(args.config)
