@@ -239,6 +239,8 @@ SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "_UniqueKeyLoader", "_SAFE_LOADER"}
 # Where this project deserializes pickles, and why each is safe. A new one needs a reason here.
 TRUSTED_UNPICKLING = {
     ("linas_lib/supernets/animal_mnist.py", "pickle.load"): "data files shipped inside the installed animal-mnist wheel",
+    ("linas_lib/supernets/data_parallel.py", "pickle.loads"):
+        "a training job this process wrote to its own child's stdin a moment earlier",
 }
 
 
