@@ -116,11 +116,13 @@ class SyntheticMBv3(_Synthetic):
                 c_in = cin if b == 0 else width
                 mid = c_in * e
                 m = res**2 * (c_in * mid + mid * k**2 + mid * width)
+                macs += np.where(on, m, 0)
+                params += np.where(on, c_in * mid + mid * k**2 + mid * width, 0)
+                if not noise:  # complexity() only: the plugin's fast path, as a real one would have
+                    continue
                 traffic = res**2 * (c_in + 2 * mid + width) * 4e-6
                 # large depthwise kernels run below peak; expansion 6 is memory bound on early stages
                 ms = m * 2.2e-8 * (1 + 0.35 * (k == 7) + 0.12 * (k == 5)) + traffic * (0.9 if s < 2 else 0.4) + 0.05
-                macs += np.where(on, m, 0)
-                params += np.where(on, c_in * mid + mid * k**2 + mid * width, 0)
                 lat += np.where(on, ms, 0)
                 # returns per stage: depth pays most in the middle stages, kernels late, width early
                 gain = (0.9 + 0.5 * (s in (2, 3))) * np.log(e) * (1 + 0.25 * (k - 3) / 4 * (s >= 2))

@@ -53,6 +53,9 @@ class SearchSpace:
     name: str = "space"
     _index: dict[str, int] = field(init=False, repr=False)
     _conditions: list = field(init=False, repr=False)
+    _levels: list = field(init=False, repr=False)
+    _cards: np.ndarray = field(init=False, repr=False)
+    _upper: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.variables = tuple(self.variables)
@@ -75,6 +78,31 @@ class SearchSpace:
                 )
             options = np.asarray(self.variables[p].options, dtype=float)
             self._conditions.append((i, p, options >= var.active_when.at_least))
+        self._levels = self._condition_levels()
+        self._cards = np.array([len(v.options) for v in self.variables], dtype=np.int64)
+        self._upper = self._cards - 1
+        for fixed in (self._cards, self._upper):
+            fixed.setflags(write=False)
+
+    def _condition_levels(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """The conditions grouped by nesting depth, each group one table lookup:
+        (children, parents, on[condition, parent option], condition rows)."""
+        depth = np.zeros(len(self.variables), dtype=np.int64)
+        for i, p, _ in self._conditions:  # parents precede children
+            depth[i] = depth[p] + 1
+        levels = []
+        for d in range(1, int(depth.max()) + 1):
+            group = [(i, p, on) for i, p, on in self._conditions if depth[i] == d]
+            on = np.zeros((len(group), max(len(o) for _, _, o in group)), dtype=bool)
+            for row, (_, _, o) in enumerate(group):
+                on[row, : len(o)] = o
+            levels.append((np.array([i for i, _, _ in group]), np.array([p for _, p, _ in group]), on,
+                           np.arange(len(group))))
+        return levels
+
+    def __deepcopy__(self, memo) -> "SearchSpace":
+        # Fixed once built, so shared: scikit-learn deep-copies it with every predictor clone.
+        return self
 
     # ---- shape -------------------------------------------------------------
     @property
@@ -87,11 +115,11 @@ class SearchSpace:
 
     @property
     def cardinalities(self) -> np.ndarray:
-        return np.array([len(v.options) for v in self.variables], dtype=np.int64)
+        return self._cards  # read-only: computed once, asked on every validation
 
     @property
     def upper(self) -> np.ndarray:
-        return self.cardinalities - 1
+        return self._upper
 
     # ---- validation --------------------------------------------------------
     def _gene_error(self, column: int, value: Any, problem: str) -> InvalidEncodingError:
@@ -180,8 +208,8 @@ class SearchSpace:
     def active_mask(self, encodings: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(encodings)
         mask = np.ones(X.shape, dtype=bool)
-        for i, p, on in self._conditions:  # parents precede children
-            mask[:, i] = mask[:, p] & on[X[:, p]]
+        for children, parents, on, rows in self._levels:  # a level's parents are settled by the levels before
+            mask[:, children] = mask[:, parents] & on[rows, X[:, parents]]
         return mask
 
     def canonicalize(self, encodings: Any) -> np.ndarray:

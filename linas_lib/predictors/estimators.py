@@ -121,8 +121,8 @@ class EncodingRegressor(RegressorMixin, BaseEstimator):
     def _prepare(self, X, y) -> tuple[np.ndarray, np.ndarray]:
         if self.space is None:
             raise ValueError(f"{type(self).__name__} needs the search space: pass space=...")
-        self.features_ = EncodingFeatures(self.space, self.features, self.derived).fit(X)
-        F = self.features_.transform(X)
+        self.features_ = EncodingFeatures(self.space, self.features, self.derived)
+        F = self.features_.fit_transform(X)
         self.n_features_in_ = int(self.space.n_var)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if len(y) != len(F):

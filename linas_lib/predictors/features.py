@@ -46,11 +46,17 @@ class ActiveOneHot(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         X = self.space.validate(X)
-        active = self.space.active_mask(X)
-        out = np.zeros((len(X), self.n_features_out_), dtype=np.float64)
-        rows, genes = np.nonzero(active)
-        out[rows, self.offsets_[genes] + X[rows, genes]] = 1.0
-        return out
+        return self.encode(X, self.space.active_mask(X))
+
+    def encode(self, X: np.ndarray, active: np.ndarray, extra: int = 0) -> np.ndarray:
+        """One-hot rows of valid encodings whose active genes are known, followed by `extra`
+        zero columns for the caller to fill (one allocation instead of a stack)."""
+        n, width = len(X), self.n_features_out_ + extra
+        out = np.zeros((n, width + 1), dtype=np.float64)  # the last column takes the hidden genes' ones
+        flat = np.where(active, self.offsets_ + X, width)
+        flat += (np.arange(n) * (width + 1))[:, None]
+        out.reshape(-1)[flat.reshape(-1)] = 1.0
+        return out[:, :width]
 
 
 class EncodingFeatures(TransformerMixin, BaseEstimator):
@@ -62,14 +68,27 @@ class EncodingFeatures(TransformerMixin, BaseEstimator):
         self.derived = derived
 
     def fit(self, X, y=None):
+        X = self.space.validate(X)
+        self._fit(self.space.canonicalize_valid(X))
+        return self
+
+    def fit_transform(self, X, y=None):
+        X = self.space.validate(X)
+        active = self.space.active_mask(X)
+        canonical = np.where(active, X, 0)
+        return self._assemble(canonical, active, self._fit(canonical))
+
+    def _fit(self, canonical: np.ndarray) -> np.ndarray | None:
+        """Learn the scaling of the derived features; hand back their raw values."""
         self.kind_ = resolve_kind(self.kind, self.derived)
         self.onehot_ = ActiveOneHot(self.space).fit(None) if self.kind_.startswith("onehot") else None
-        if "derived" in self.kind_:
-            D = self._derived(self.space.validate(X))
-            self.derived_mean_ = D.mean(axis=0)
-            std = D.std(axis=0)
-            self.derived_scale_ = np.where(std > 1e-12, std, 1.0)
-        return self
+        if "derived" not in self.kind_:
+            return None
+        D = self._derived(canonical)
+        self.derived_mean_ = D.mean(axis=0)
+        std = D.std(axis=0)
+        self.derived_scale_ = np.where(std > 1e-12, std, 1.0)
+        return D
 
     def _derived(self, X: np.ndarray) -> np.ndarray:
         D = np.asarray(self.derived(X), dtype=np.float64).reshape(len(X), -1)
@@ -78,13 +97,23 @@ class EncodingFeatures(TransformerMixin, BaseEstimator):
         return D
 
     def transform(self, X):
-        X = self.space.canonicalize(X)  # aliases of one network get one feature row
-        blocks = []
-        if self.onehot_ is not None:
-            blocks.append(self.onehot_.transform(X))
-        elif self.kind_.startswith("ordinal"):
-            scale = np.maximum(self.space.upper, 1).astype(np.float64)
-            blocks.append(np.where(self.space.active_mask(X), X / scale, 0.0))
+        X = self.space.validate(X)
+        active = self.space.active_mask(X)
+        return self._assemble(np.where(active, X, 0), active)
+
+    def _assemble(self, canonical: np.ndarray, active: np.ndarray, D: np.ndarray | None = None) -> np.ndarray:
+        # Canonical rows, so that aliases of one network get one feature row.
         if "derived" in self.kind_:
-            blocks.append((self._derived(X) - self.derived_mean_) / self.derived_scale_)
-        return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+            D = (self._derived(canonical) if D is None else D) - self.derived_mean_
+            D /= self.derived_scale_
+            if self.kind_ == "derived":
+                return D
+        if self.onehot_ is not None:
+            genes = self.onehot_.encode(canonical, active, 0 if D is None else D.shape[1])
+        else:
+            scale = np.maximum(self.space.upper, 1).astype(np.float64)
+            genes = np.where(active, canonical / scale, 0.0)
+            return genes if D is None else np.hstack([genes, D])
+        if D is not None:
+            genes[:, genes.shape[1] - D.shape[1]:] = D
+        return genes

@@ -18,7 +18,9 @@ Plugin hooks, all optional (see docs/plugins.md):
 """
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -54,12 +56,11 @@ class SearchProblem:
 
     def derived_features(self, X: np.ndarray) -> np.ndarray:
         """(n, k) cheap features of each encoding: the plugin's own, else log MACs and log params."""
-        global _LAST_DERIVED
-        X = np.asarray(X, dtype=np.int64)
-        last = _LAST_DERIVED
-        if last is not None and self.key and last[0] == self.key and last[1].shape == X.shape \
-                and np.array_equal(last[1], X):
-            return last[2].copy()
+        X = np.ascontiguousarray(X, dtype=np.int64)
+        memo = (self.key, X.shape, hashlib.sha1(X.data, usedforsecurity=False).digest()) if self.key else None
+        if memo in _RECENT_DERIVED:
+            _RECENT_DERIVED.move_to_end(memo)
+            return _RECENT_DERIVED[memo].copy()
         if hasattr(self.plugin, "features"):
             D = np.asarray(self.plugin.features(X), dtype=float).reshape(len(X), -1)
         elif not self.fast_complexity:
@@ -67,14 +68,20 @@ class SearchProblem:
         else:
             values = complexity_columns(self.plugin, X)
             D = np.column_stack([np.log1p(np.maximum(values[k], 0.0)) for k in COMPLEXITY if k in values])
-        if self.key:
-            _LAST_DERIVED = (self.key, X.copy(), D.copy())
+        if memo is not None:
+            _RECENT_DERIVED[memo] = D.copy()
+            while len(_RECENT_DERIVED) > RECENT_DERIVED:
+                _RECENT_DERIVED.popitem(last=False)
         return D
 
 
-# The last batch's derived features: every objective's predictor asks for the same batch (as
-# clones, so with copies of the problem: the memo is the module's, keyed by the plugin).
-_LAST_DERIVED: tuple | None = None
+# The derived features of the last few batches, by content: every objective's predictor asks
+# for the same batches (the table, then each generation), as clones, so with copies of the
+# problem: the memo is the module's, keyed by the plugin. Enough entries for an ensemble's
+# members, which ask for their own samples between one objective's table and the next's
+# (an entry is the features alone: n x k floats).
+RECENT_DERIVED = 32
+_RECENT_DERIVED: OrderedDict = OrderedDict()
 
 
 def _plugin(name: str, params_json: str):
