@@ -17,7 +17,7 @@ BASE = image("base")
 # The images ship kfp; skipping the per-task `pip install kfp` bootstrap also keeps
 # every executor of the unrolled pipeline short.
 component = functools.partial(dsl.component, base_image=BASE, install_kfp_package=False)
-# Up to four objectives means up to four latency targets feed one iteration.
+# A config holds at most five objectives: a quality and up to four latency targets.
 MAX_TARGETS = 4
 
 

@@ -145,9 +145,47 @@ def test_crowding_based_algorithms_warn_beyond_two_objectives(name):
         build_searcher(name, SPACE, 3, 100, 0)
 
 
-def test_more_than_four_objectives_is_an_error():
-    with pytest.raises(ValueError, match="1 to 4"):
-        build_searcher("unsga3", SPACE, 5, 100, 0)
+def test_more_than_five_objectives_is_an_error():
+    with pytest.raises(ValueError, match="1 to 5"):
+        build_searcher("unsga3", SPACE, 6, 100, 0)
+
+
+FIVE = ("accuracy", LATENCY, "macs", LATENCY, "macs")
+
+
+def five_objectives(X: np.ndarray) -> np.ndarray:
+    """A quality and four latency-like costs, each a different blend (four hardware targets)."""
+    F = minimization(X, FIVE)
+    return F + np.array([0, 0, 0, 0.3, 0.2]) * F[:, [0, 0, 0, 2, 1]]
+
+
+@pytest.mark.parametrize("name", ["unsga3", "moead", "ctaea", "nsga2", "motpe", "random"])
+def test_five_objectives(name):
+    """A quality and four hardware targets: every multi-objective algorithm searches them."""
+    budget, population = (60, 10) if name == "motpe" else (300, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # nsga2's many-objective advice
+        searcher = build_searcher(name, SPACE, 5, budget, 0, population=population) if name != "unsga3" \
+            else build_searcher(name, SPACE, 5, budget, 0)
+    told = 0
+    while searcher.has_next():
+        X = searcher.ask()
+        if len(X) == 0:
+            break
+        assert np.array_equal(SPACE.canonicalize(X), X)
+        searcher.tell(X, five_objectives(X))
+        told += len(X)
+    assert told > 2 * population  # generations beyond the first (MOEA/D stops on its own when it only revisits)
+
+
+def test_five_objectives_have_shipped_reference_directions():
+    from linas_lib.algos.refdirs import _shipped
+
+    assert das_dennis_count(5) == 495  # 8 partitions: 20 would be 10,626
+    for n in (10, 50, 495):
+        R = _shipped(5, n)
+        assert R is not None and R.shape == (n, 5) and np.allclose(R.sum(axis=1), 1) and (R >= 0).all()
+        assert len(np.unique(R.round(6), axis=0)) == n
 
 
 # ---- integer genes -------------------------------------------------------------------------

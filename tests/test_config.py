@@ -99,7 +99,16 @@ BAD = {
     "target name not a DNS label": (_with(targets=[{"name": "CPU_ORT"}]), ["targets.0.name"]),
     "bad run name": (_with(name="has space"), ["name"]),
     "negative seed": (_with(seed=-1), ["seed"]),
+    "more objectives than a search takes": (
+        _with(targets=[{"name": f"cpu-{k}"} for k in range(5)]),  # accuracy + 5 latencies
+        ["objectives", "6 objectives", "at most 5"],
+    ),
 }
+
+
+def test_a_quality_and_four_latency_targets_is_the_most_a_config_holds():
+    config = config_from_dict(_with(targets=[{"name": f"cpu-{k}"} for k in range(4)]))
+    assert [o.name for o in config.resolved_objectives()] == ["accuracy"] + [f"latency@cpu-{k}" for k in range(4)]
 
 
 @pytest.mark.parametrize("data, fragments", BAD.values(), ids=BAD.keys())

@@ -165,3 +165,18 @@ def test_reproduce_smoke_writes_json_summary_and_plots(tmp_path):
     assert "Table 3" in summary and "### nb201-cifar10" in summary and "LINAS vs nsga2" in summary
     for name in ("hv_nb201-cifar10.png", "predictors_nb201-cifar10.png", "ablation_nb201-cifar10.png"):
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_linas_searches_a_quality_and_four_hardware_targets(net):
+    """The most a config holds: five objectives, one inner search per target's front."""
+    targets = [{"name": f"nb{k}", "backend": "tabular"} for k in range(4)]
+    search = {"mode": "linas", "population": 12, "evaluations": 36, "inner": {"evaluations": 600}}
+    config = config_from_dict({**nb_config(**search), "targets": targets})
+    assert len(config.resolved_objectives()) == 5
+    summary = run_linas(config, net.space, supernet_measure(config, net), progress=False)
+    assert summary["evaluations"] == 36 and summary["pareto"]
+    assert len(summary["hypervolume"]) == 3 and summary["hypervolume"] == sorted(summary["hypervolume"])
+    assert sorted(summary["targets"]) == [f"nb{k}" for k in range(4)]
+    for name, view in summary["targets"].items():  # a front of its own per target
+        assert view["objectives"] == ["accuracy", f"latency@{name}"] and len(view["hypervolume"]) == 3
+        assert view["pareto"]

@@ -7,24 +7,25 @@ repair, and ask() returns canonical int64 encodings only, never a float gene, ne
 a network the searcher has already been told about (see `linas_lib.algos.base`).
 
 Registered algorithms, defaults from Table 4 of the LINAS paper, and the objective
-counts each suits (LINAS searches 1 to 4 objectives):
+counts each suits (LINAS searches 1 to 5 objectives: a quality and up to four latency targets):
 
 ===========  =====================================================  ==============================
 name         algorithm and defaults                                 objectives
 ===========  =====================================================  ==============================
-nsga2        NSGA-II on numpy arrays (default), population 50,      1-2; 3-4 warn (crowding loses
+nsga2        NSGA-II on numpy arrays (default), population 50,      1-2; 3-5 warn (crowding loses
              SBX 0.9 (eta 15), PM 0.02 per gene (eta 20)            pressure: the paper uses unsga3)
 nsga2_pymoo  pymoo's Population-based NSGA-II, same settings        as nsga2
-agemoea      pymoo AGE-MOEA, population 50, crossover 0.9,          2; 3-4 warn, as nsga2;
+agemoea      pymoo AGE-MOEA, population 50, crossover 0.9,          2; 3-5 warn, as nsga2;
              mutation 0.02                                          1 rejected (ValueError)
-unsga3       pymoo U-NSGA-III, population 50, crossover 0.9,        2-4; 1 rejected (ValueError)
+unsga3       pymoo U-NSGA-III, population 50, crossover 0.9,        2-5; 1 rejected (ValueError)
              mutation 0.02, Riesz s-energy reference directions,
-             as many as Das-Dennis with 20 partitions (21/231/1771)
-moead        pymoo MOEA/D (batched), 20 neighbours, neighbour       2-4; 1 rejected (ValueError)
+             as many as Das-Dennis with 20 partitions (21/231/1771;
+             8 partitions, 495, for 5 objectives)
+moead        pymoo MOEA/D (batched), 20 neighbours, neighbour       2-5; 1 rejected (ValueError)
              mating 0.9, population = energy directions (50)
-ctaea        pymoo C-TAEA, crossover 1.0, mutation 0.05,            2-4; 1 rejected (ValueError)
+ctaea        pymoo C-TAEA, crossover 1.0, mutation 0.05,            2-5; 1 rejected (ValueError)
              population = energy directions (50)
-motpe        optuna multi-objective TPE, prior weight 1.0,          1-4
+motpe        optuna multi-objective TPE, prior weight 1.0,          1-5
              24 EI candidates, batches of `population` (50)
 random       uniform over genes, batches of `population` (50)       any
 ===========  =====================================================  ==============================

@@ -151,7 +151,7 @@ class MOTPESearcher:
 @algorithm_registry.register("motpe")
 def motpe(space, n_obj, budget, seed, population: int = 50, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
           n_ei_candidates: int = 24, n_startup_trials: int = 10, max_retries: int = 20):
-    """Optuna MOTPE (TPESampler: prior weight 1.0, 24 EI candidates); 1-4 objectives."""
+    """Optuna MOTPE (TPESampler: prior weight 1.0, 24 EI candidates); 1-5 objectives."""
     check_objectives("motpe", n_obj)
     return MOTPESearcher(space, n_obj, budget, seed, population=population, prior_weight=prior_weight,
                          n_ei_candidates=n_ei_candidates, n_startup_trials=n_startup_trials, max_retries=max_retries)

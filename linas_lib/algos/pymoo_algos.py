@@ -11,14 +11,14 @@ Registered here (defaults from Table 4 of the LINAS paper):
 =============  ============================================================  ==========
 name           algorithm                                                     objectives
 =============  ============================================================  ==========
-nsga2_pymoo    pymoo NSGA2, population 50, crossover 0.9, mutation 0.02      1-2 (3-4 warn)
-agemoea        pymoo AGEMOEA, population 50, crossover 0.9, mutation 0.02    2 (3-4 warn; 1 rejected)
-unsga3         pymoo UNSGA3, population 50, crossover 0.9, mutation 0.02,    2-4
+nsga2_pymoo    pymoo NSGA2, population 50, crossover 0.9, mutation 0.02      1-2 (3-5 warn)
+agemoea        pymoo AGEMOEA, population 50, crossover 0.9, mutation 0.02    2 (3-5 warn; 1 rejected)
+unsga3         pymoo UNSGA3, population 50, crossover 0.9, mutation 0.02,    2-5
                Riesz s-energy directions, as many as Das-Dennis has for 20
-               partitions (21, 231, 1771)
-moead          pymoo MOEA/D (batched as pymoo's ParallelMOEAD), neighbours   2-4
+               partitions (21, 231, 1771; 8 partitions, 495, for 5)
+moead          pymoo MOEA/D (batched as pymoo's ParallelMOEAD), neighbours   2-5
                20, neighbour mating 0.9, population = energy directions (50)
-ctaea          pymoo C-TAEA, crossover 1.0, mutation 0.05, population =      2-4
+ctaea          pymoo C-TAEA, crossover 1.0, mutation 0.05, population =      2-5
                energy directions (50)
 =============  ============================================================  ==========
 
@@ -208,8 +208,9 @@ def agemoea(space, n_obj, budget, seed, population: int = 50, crossover: float =
 
 @algorithm_registry.register("unsga3")
 def unsga3(space, n_obj, budget, seed, population: int = 50, crossover: float = 0.9, mutation: float = 0.02,
-           partitions: int = 20, count_revisits: bool = True):
-    """U-NSGA-III; its niches are `das_dennis_count(n_obj, partitions)` Riesz s-energy directions."""
+           partitions: int | None = None, count_revisits: bool = True):
+    """U-NSGA-III; its niches are `das_dennis_count(n_obj, partitions)` Riesz s-energy directions
+    (by default 20 partitions, 8 for five objectives)."""
     from pymoo.algorithms.moo.unsga3 import UNSGA3
 
     check_objectives("unsga3", n_obj, min_obj=2)

@@ -3,7 +3,7 @@
 pymoo's energy method is slow: seconds for a few dozen points, most of ten minutes
 for the 1,771 directions of four objectives. Directions are therefore looked up, in
 order, in memory (`functools.lru_cache`), in the table shipped with the package
-(`_refdirs_data`, the defaults for 2-4 objectives), in the on-disk cache
+(`_refdirs_data`, the defaults for 2-5 objectives), in the on-disk cache
 ($LINAS_CACHE/refdirs), and only then computed, always with the same seed so every
 process of a run gets identical directions. Regenerate the shipped table with
 ``python -m linas_lib.algos.refdirs``.
@@ -22,13 +22,22 @@ import numpy as np
 
 ENERGY_SEED = 1
 DAS_DENNIS_PARTITIONS = 20
+# Five objectives at 20 partitions would be 10,626 directions (energy: hours, and far more
+# niches than a population fills); 8 partitions give 495, the order of four objectives' 1,771.
+FEWER_PARTITIONS = {5: 8}
 # Shipped: per objective count, the Das-Dennis count for 20 partitions (U-NSGA-III's
 # default) and the populations the configs use most.
 SHIPPED_POINTS = (10, 20, 25, 50, 100)
 
 
-def das_dennis_count(n_obj: int, partitions: int = DAS_DENNIS_PARTITIONS) -> int:
-    """Directions a Das-Dennis lattice with `partitions` divisions has: 21, 231, 1771 for 2-4 objectives."""
+def default_partitions(n_obj: int) -> int:
+    return FEWER_PARTITIONS.get(n_obj, DAS_DENNIS_PARTITIONS)
+
+
+def das_dennis_count(n_obj: int, partitions: int | None = None) -> int:
+    """Directions a Das-Dennis lattice with `partitions` divisions has; by default 21, 231,
+    1771 for 2-4 objectives (20 partitions) and 495 for 5 (8)."""
+    partitions = default_partitions(n_obj) if partitions is None else partitions
     return comb(partitions + n_obj - 1, n_obj - 1)
 
 
@@ -114,8 +123,10 @@ def write_shipped_table(combos, path: Path | None = None, computed: dict | None 
 
 
 def default_combos() -> list[tuple[int, int]]:
-    return sorted({(m, n) for m in (2, 3, 4) for n in (*SHIPPED_POINTS, das_dennis_count(m))})
+    return sorted({(m, n) for m in (2, 3, 4, 5) for n in (*SHIPPED_POINTS, das_dennis_count(m))})
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance entry point
-    print(write_shipped_table(default_combos()))
+    # what is shipped already is kept, not recomputed (four objectives' 1,771: ten minutes)
+    kept = {combo: dirs for combo in default_combos() if (dirs := _shipped(*combo)) is not None}
+    print(write_shipped_table(default_combos(), computed=kept))

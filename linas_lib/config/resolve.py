@@ -15,12 +15,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from linas_lib.algos.base import MAX_OBJECTIVES
 from linas_lib.api.objective import ColumnKey, Objective, column, latency_column
 from linas_lib.config.schema import (COMPLEXITY_OBJECTIVES, ConfigError, LinasConfig, check_location, config_error,
                                      format_errors)
 from linas_lib.messages import short_repr
 
-MAX_OBJECTIVES = 4
 
 
 def _unknown(kind: str, name: str, names: list[str]) -> str | None:
