@@ -370,6 +370,24 @@ def machine() -> dict:
             "platform": platform.platform(), "threads": 1}
 
 
+def host_speed() -> dict:
+    """CPU seconds of a fixed workload on one thread (float64 matrix products; a Python loop):
+    the host's speed when the figures were taken. A shared host's speed drifts (1.7x within an
+    hour was seen here at the same load), so runs compare by it, not by the date."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    A = np.random.default_rng(0).random((400, 400))
+    with threadpool_limits(1):
+        cpu = time.process_time()
+        for _ in range(40):
+            A @ A
+        blas = time.process_time() - cpu
+    cpu = time.process_time()
+    sum(i * i for i in range(3_000_000))
+    return {"blas_s": round(blas, 3), "python_s": round(time.process_time() - cpu, 3)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="local store, 1,000 to 10,000 records")
@@ -404,7 +422,7 @@ def main(argv=None) -> int:
     sweeps = not (args.quick or args.no_sweeps)
     env = {**os.environ, **THREADS, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": "linas-bench",
            "AWS_SECRET_ACCESS_KEY": "linas-bench-secret"}
-    started, load0 = time.time(), os.getloadavg()
+    started, load0, speed0 = time.time(), os.getloadavg(), host_speed()
     work = Path(tempfile.mkdtemp(prefix="linas-scale-"))
     result: dict = {"benchmark": "scale", "quick": args.quick, "machine": machine(),
                     "protocol": {"plugin": "synthetic_mbv3 (bench/plugins/synthetic_problems.py)",
@@ -442,6 +460,7 @@ def main(argv=None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     result["elapsed_s"] = time.time() - started
     result["load_average"] = {"start": list(load0), "end": list(os.getloadavg())}
+    result["host_speed"] = {"start": speed0, "end": host_speed()}
     _keep_earlier_s3(result, args.out / "scale.json", skipped=args.no_s3 and not args.quick)
     _write(result, args.out)
     print(json.dumps({"slopes": result["slopes"], "targets_met": result["targets_met"]}, indent=1))

@@ -121,7 +121,7 @@ class EvaluationCache:
             if _usable(entry, stale_before):
                 found[subnet_id] = entry
         if packed is None or damaged or pending or prefix + ORIGIN not in meta:
-            covered = set(packed["subnet_id"]) if packed is not None and len(packed) else set()
+            covered = set(packed["subnet_id"].tolist()) if packed is not None and len(packed) else set()
             found.update(self._loose(scope, wanted, covered, pending + damaged, stale_before))
         elif len(packs) > MAX_PACKS:
             self._merge(packs, packed)
