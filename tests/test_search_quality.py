@@ -166,6 +166,31 @@ def test_feature_kinds_and_derived_features():
         EncodingFeatures(space, "onehot+derived").fit(X)
 
 
+def test_derived_features_are_memoized_by_content_and_never_stale():
+    from linas_lib.config import config_from_dict
+    from linas_lib.search import problem as P
+
+    problem = P.search_problem(config_from_dict({"name": "memo"}))
+    space = problem.plugin.space
+    calls = []
+    original = problem.plugin.features
+    problem.plugin.features = lambda X: calls.append(len(X)) or original(X)
+    try:
+        A, B = space.sample(30, 1), space.sample(30, 2)  # the same shape, other networks
+        first = problem.derived_features(A)
+        first[:] = -1.0  # a caller's changes do not reach the memo
+        for X in (A, B, A.copy(), B):
+            np.testing.assert_array_equal(problem.derived_features(X), original(X))
+        assert calls == [30, 30]  # each batch computed once
+        for seed in range(P.RECENT_DERIVED + 1):  # a bounded memo: the oldest entries go
+            problem.derived_features(space.sample(5, 100 + seed))
+        assert len(P._RECENT_DERIVED) == P.RECENT_DERIVED
+        problem.derived_features(A)
+        assert calls[-1] == 30
+    finally:
+        del problem.plugin.features
+
+
 @pytest.mark.parametrize("name", ["ridge", "svr_rbf", "stacked"])
 def test_bootstrap_ensemble_keeps_the_sklearn_contract_and_reports_spread(name):
     from linas_lib.predictors import build_predictor

@@ -243,3 +243,34 @@ def test_canonicalize_is_idempotent_and_key_preserving(x):
 def test_equal_keys_iff_equal_canonical_forms(x, y):
     same_network = np.array_equal(_SPACE.canonicalize(x), _SPACE.canonicalize(y))
     assert (_SPACE.key(x) == _SPACE.key(y)) == same_network
+
+
+def test_the_active_mask_is_the_gene_by_gene_rule_on_random_nested_spaces():
+    """One lookup per nesting level gives what walking the conditions gene by gene gives."""
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        variables = []
+        for i in range(int(rng.integers(1, 12))):
+            options = tuple(int(v) for v in rng.permutation(int(rng.integers(1, 5))))
+            cond = None
+            if i and rng.random() < 0.7:
+                parent = variables[int(rng.integers(0, i))]
+                cond = ActiveWhen(parent.name, float(rng.choice(parent.options)))
+            variables.append(Variable(f"g{i}", options, cond))
+        space = SearchSpace(variables)
+        X = rng.integers(0, space.cardinalities, size=(40, space.n_var))
+        expected = np.ones(X.shape, dtype=bool)
+        index = {v.name: i for i, v in enumerate(variables)}
+        for i, var in enumerate(variables):
+            if var.active_when is not None:
+                p = index[var.active_when.variable]
+                values = np.asarray(variables[p].options, dtype=float)[X[:, p]]
+                expected[:, i] = expected[:, p] & (values >= var.active_when.at_least)
+        np.testing.assert_array_equal(space.active_mask(X), expected, err_msg=str(trial))
+
+
+def test_shape_arrays_are_read_only():
+    space = SearchSpace([Variable("a", (1, 2, 3)), Variable("b", (0, 1))])
+    assert space.cardinalities.tolist() == [3, 2] and space.upper.tolist() == [2, 1]
+    with pytest.raises(ValueError):
+        space.upper[0] = 7  # shared by every validation: not to be changed in place
