@@ -77,3 +77,38 @@ def test_a_local_listing_walks_only_what_its_prefix_names(tmp_path):
     assert everything == ["a/b/_index/p.parquet", "a/b/c.json", "a/bc.json", "a/x/y.json", "ab.json", "z.json"]
     for prefix in ("", "a", "a/", "a/b", "a/b/", "a/b/_", "a/b/c", "a/x/y.json", "q/", "../", "a/../a/"):
         assert store.list(prefix) == [k for k in everything if k.startswith(prefix)], prefix
+
+
+def test_predictors_learn_from_a_uniform_sample_beyond_training_records():
+    from linas_lib.config import ConfigError, config_from_dict
+    from linas_lib.measurements import latency_column, make_row, to_frame
+    from linas_lib.search import core
+    from linas_lib.supernets import supernet_space
+
+    space = supernet_space("nasbench201")
+    X = space.sample(1200, 0)
+    rng = np.random.default_rng(3)
+    frame = to_frame([make_row(subnet_id=k, encoding=x, iteration=i // 300, timestamp=0.0,
+                               values={"accuracy": float(rng.random()), latency_column("t"): 1 + float(rng.random())})
+                      for i, (x, k) in enumerate(zip(X, space.keys(X)))])
+
+    def config(limit):
+        return config_from_dict({"name": "cap", "supernet": {"name": "nasbench201", "params": {"dataset": "cifar10"}},
+                                 "objectives": ["accuracy", "latency"], "targets": [{"name": "t", "backend": "tabular"}],
+                                 "search": {"population": 300, "evaluations": 1500, "training_records": limit,
+                                            "selection": "rank_crowding",
+                                            "predictors": {"accuracy": {"name": "ridge"}, "latency@t": {"name": "ridge"}}}})
+
+    capped = core.fit_predictors(config(500), space, frame, 4)
+    assert all(p.training_records_ == {"measured": 1200, "used": 500} for p in capped.values())
+    assert core.describe_predictors(capped)["accuracy"]["training_records"] == {"measured": 1200, "used": 500}
+    again, later = core.fit_predictors(config(500), space, frame, 4), core.fit_predictors(config(500), space, frame, 5)
+    test = space.sample(50, 9)
+    np.testing.assert_array_equal(capped["accuracy"].predict(test), again["accuracy"].predict(test))  # seeded
+    assert not np.array_equal(capped["accuracy"].predict(test), later["accuracy"].predict(test))  # drawn afresh
+    every = core.fit_predictors(config(None), space, frame, 4)
+    assert every["accuracy"].training_records_ == {"measured": 1200, "used": 1200}
+    sample = core.training_sample(frame, 500, 0)
+    assert len(sample) == 500 and sample["subnet_id"].is_unique and set(sample["subnet_id"]) <= set(frame["subnet_id"])
+    with pytest.raises(ConfigError, match="search.training_records"):
+        config(50)

@@ -239,6 +239,9 @@ class SearchConfig(_Strict):
     ensemble: int = Field(8, ge=2, le=64, description="ehvi, ehvi_rank: bootstrap members per predictor, for its "
                                                       "uncertainty")
     evaluations: int = Field(125, ge=2, le=1_000_000, description="total real measurements")
+    training_records: int | None = Field(
+        30_000, ge=100, description="the predictors learn from at most this many successful measurements, a "
+                                    "uniform sample drawn afresh each iteration (null: every one)")
     algorithm: str = Field("nsga2", description="validation mode: the algorithm that is measured directly")
     algorithm_params: Params = Field(default_factory=dict, description="validation mode: algorithm settings")
     inner: InnerSearchConfig = Field(default_factory=InnerSearchConfig)

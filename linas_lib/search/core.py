@@ -86,6 +86,8 @@ def fit_predictors(config, space, frame: pd.DataFrame, iteration: int = 1) -> di
     problem = search_problem(config, space)
     predictors: dict[str, Any] = {}
     table = successful(frame).reset_index(drop=True)
+    measured = len(table)
+    table = training_sample(table, config.search.training_records, iteration_seed(config.seed, iteration))
     X = encodings(table) if len(table) else None  # parsed once for every objective
     for objective in config.resolved_objectives():
         if objective.name in problem.exact_names:
@@ -98,7 +100,18 @@ def fit_predictors(config, space, frame: pd.DataFrame, iteration: int = 1) -> di
         estimator = _estimator(config, space, objective, iteration, problem)
         rows = X[table.index.get_indexer(ok.index)]
         predictors[objective.name] = estimator.fit(rows, ok[objective.name].to_numpy())
+        predictors[objective.name].training_records_ = {"measured": measured, "used": len(table)}
     return predictors
+
+
+def training_sample(table: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """At most `limit` rows, uniformly. A predictor of a few hundred coefficients (one-hot
+    ridge, 300 Nystrom landmarks) is settled long before 100,000 records: each record more
+    costs fitting time without changing its predictions (bench/scale.py: --training-check)."""
+    if limit is None or len(table) <= limit:
+        return table
+    keep = np.sort(np.random.default_rng(seed).choice(len(table), limit, replace=False))
+    return table.iloc[keep].reset_index(drop=True)
 
 
 def describe_predictors(predictors: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +123,8 @@ def describe_predictors(predictors: dict[str, Any]) -> dict[str, Any]:
             continue
         center = getattr(p, "center_", p)
         entry: dict[str, Any] = {"model": type(center).__name__, "exact": False}
+        if hasattr(p, "training_records_"):
+            entry["training_records"] = p.training_records_
         if hasattr(center, "resolved_params"):
             entry["hyperparameters"] = {k: (list(v) if isinstance(v, tuple) else v)
                                         for k, v in center.resolved_params().items()}
