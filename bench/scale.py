@@ -404,6 +404,7 @@ def training_check(held_out: int = 5000) -> dict:
     from scipy.stats import kendalltau
     from threadpoolctl import threadpool_limits
 
+    import linas_lib.predictors.estimators  # noqa: F401  (imported before the clock, as in a point)
     from linas_lib.config import config_from_dict
     from linas_lib.search import core
     from linas_lib.supernets import build_supernet
