@@ -22,7 +22,8 @@ import warnings
 
 import numpy as np
 
-MAX_OBJECTIVES = 5  # quality and four latency targets
+from linas_lib.api.objective import MAX_OBJECTIVES
+
 # Rounds in a row whose every proposal was already known before a searcher with
 # count_revisits=False gives up: the algorithm has converged onto what it has seen.
 MAX_IDLE_ROUNDS = 100

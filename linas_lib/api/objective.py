@@ -20,6 +20,9 @@ STATISTICS = ("cv", "p90", "cpu", "norm", "timings")
 PREDICTED = "pred:"
 # Conditions recorded beside a measurement (the host's load), never optimized.
 CONTEXT_KINDS = ("load_1m",)
+# What one search takes: a quality and up to four latency targets (the config checks it,
+# every algorithm accepts it).
+MAX_OBJECTIVES = 5
 
 
 @dataclass(frozen=True)

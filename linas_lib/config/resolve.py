@@ -15,8 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from linas_lib.algos.base import MAX_OBJECTIVES
-from linas_lib.api.objective import ColumnKey, Objective, column, latency_column
+from linas_lib.api.objective import MAX_OBJECTIVES, ColumnKey, Objective, column, latency_column
 from linas_lib.config.schema import (COMPLEXITY_OBJECTIVES, ConfigError, LinasConfig, check_location, config_error,
                                      format_errors)
 from linas_lib.messages import short_repr
