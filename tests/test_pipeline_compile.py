@@ -255,6 +255,24 @@ def test_smoke_config_compiles_to_two_iterations(tmp_path):
     }
 
 
+def test_four_targets_compile_to_a_latency_task_each_per_iteration(tmp_path):
+    """The most a config holds (a quality and four latencies): each target measures each
+    population, and the training waits for every one of them."""
+    from linas_lib.config import config_from_dict
+
+    names = [f"cpu-{k}" for k in "abcd"]
+    config = config_from_dict({"name": "four", "supernet": {"name": "elastic_cnn"}, "objectives": ["accuracy", "latency"],
+                               "targets": [{"name": n, "batch_size": 8 * (k + 1)} for k, n in enumerate(names)],
+                               "search": {"population": 10, "evaluations": 20}})
+    path = tmp_path / "four.yaml"
+    compile_pipeline(config, str(path))
+    ir = IR(load_ir(path))
+    role = ir.by_role
+    for it in range(2):
+        for name in names:
+            assert role[(it, f"latency:{name}")] in ir.upstream(role[(it, "train")])
+
+
 def test_image_override_from_the_environment(monkeypatch):
     monkeypatch.setenv("LINAS_IMAGE_REGISTRY", "registry.example:5000/team")
     monkeypatch.setenv("LINAS_IMAGE_TAG", "dev")
