@@ -89,12 +89,13 @@ compile: setup
 	mkdir -p build
 	$(VENV)/bin/linas pipeline compile $(RUN_CONFIG) -o build/linas-animal-mnist.yaml
 
-# Two workers, one test file each: kfp.local runs and training are single-threaded.
+# Two workers, one test file each: kfp.local runs and training are single-threaded. The 15
+# slowest tests are listed at the end, so a slow suite shows where its time went.
 # The two venvs and Chromium install side by side (each pip is one core, about 70 s for the
 # tools; apt about 40 s), and LINAS_TOOLS_VENV makes a missing tool a failure rather than a skip.
 test:
 	$(MAKE) --no-print-directory -j3 setup tools browser
-	LINAS_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider $(PYTEST_ARGS)
+	LINAS_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 # Benchmarks: bench/results/*.json, PNG plots and bench/results/SUMMARY.md.
 # `bench` takes about 45 minutes on 2 cores (the search suite about 30); `bench-full` runs
