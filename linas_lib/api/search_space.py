@@ -52,7 +52,6 @@ class SearchSpace:
     variables: Sequence[Variable]
     name: str = "space"
     _index: dict[str, int] = field(init=False, repr=False)
-    _conditions: list = field(init=False, repr=False)
     _levels: list = field(init=False, repr=False)
     _cards: np.ndarray = field(init=False, repr=False)
     _upper: np.ndarray = field(init=False, repr=False)
@@ -66,7 +65,7 @@ class SearchSpace:
             raise ValueError("variable names must be unique")
         # (gene, parent gene, on[option index of the parent]) per conditional gene:
         # a lookup table, so options may be listed in any order.
-        self._conditions = []
+        conditions = []
         for i, var in enumerate(self.variables):
             if var.active_when is None:
                 continue
@@ -77,22 +76,22 @@ class SearchSpace:
                     f"got {var.active_when.variable!r}"
                 )
             options = np.asarray(self.variables[p].options, dtype=float)
-            self._conditions.append((i, p, options >= var.active_when.at_least))
-        self._levels = self._condition_levels()
+            conditions.append((i, p, options >= var.active_when.at_least))
+        self._levels = self._condition_levels(conditions)
         self._cards = np.array([len(v.options) for v in self.variables], dtype=np.int64)
         self._upper = self._cards - 1
         for fixed in (self._cards, self._upper):
             fixed.setflags(write=False)
 
-    def _condition_levels(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def _condition_levels(self, conditions: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """The conditions grouped by nesting depth, each group one table lookup:
         (children, parents, on[condition, parent option], condition rows)."""
         depth = np.zeros(len(self.variables), dtype=np.int64)
-        for i, p, _ in self._conditions:  # parents precede children
+        for i, p, _ in conditions:  # parents precede children
             depth[i] = depth[p] + 1
         levels = []
         for d in range(1, int(depth.max()) + 1):
-            group = [(i, p, on) for i, p, on in self._conditions if depth[i] == d]
+            group = [(i, p, on) for i, p, on in conditions if depth[i] == d]
             on = np.zeros((len(group), max(len(o) for _, _, o in group)), dtype=bool)
             for row, (_, _, o) in enumerate(group):
                 on[row, : len(o)] = o
