@@ -137,8 +137,18 @@ class Backend:
         return batches or []
 
     # ---- the API ---------------------------------------------------------------
-    def prepare(self, module, example_inputs, calibration: Iterable[Any] | None = None) -> Prepared:
+    def export(self, module, example_inputs) -> bytes | None:
+        """The part of `prepare` that needs only torch, as portable bytes (an ONNX model),
+        so that another process can do it; None where there is no such part."""
+        return None
+
+    def prepare(self, module, example_inputs, calibration: Iterable[Any] | None = None,
+                exported: bytes | None = None) -> Prepared:
+        """With `exported` (what `export` gave for this module and these inputs), `module`
+        is not needed."""
         batches = self._calibration_for(calibration)
+        if exported is not None:
+            return self._prepare(module, as_tuple(example_inputs), batches, exported=exported)
         return self._prepare(module, as_tuple(example_inputs), batches)
 
     def _prepare(self, module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]]) -> Prepared:

@@ -53,11 +53,14 @@ class OnnxRuntimeBackend(Backend):
             )
         return session
 
-    def _prepare(self, module, example_inputs, calibration) -> Prepared:
+    def export(self, module, example_inputs) -> bytes:
+        return export_onnx(module, example_inputs)
+
+    def _prepare(self, module, example_inputs, calibration, exported: bytes | None = None) -> Prepared:
         import onnxruntime as ort
 
         t0 = time.perf_counter()
-        onnx_bytes = export_onnx(module, example_inputs)
+        onnx_bytes = exported or self.export(module, example_inputs)
         t1 = time.perf_counter()
         session = self._session(onnx_bytes)
         t2 = time.perf_counter()

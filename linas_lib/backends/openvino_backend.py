@@ -98,12 +98,15 @@ class OpenVINOBackend(Backend):
         }
 
     # ---- model preparation ---------------------------------------------------
-    def _to_openvino(self, module, example_inputs):
+    def export(self, module, example_inputs) -> bytes | None:
+        return export_onnx(module, example_inputs, dynamic_batch=True) if self.convert == "onnx" else None
+
+    def _to_openvino(self, module, example_inputs, exported: bytes | None = None):
         """An ov.Model with a free batch axis on every input, and which example input feeds each of its inputs."""
         import openvino as ov
 
         if self.convert == "onnx":
-            model = self._core.read_model(export_onnx(module, example_inputs, dynamic_batch=True))
+            model = self._core.read_model(exported or self.export(module, example_inputs))
             # the exporter drops unused inputs; the rest keep their names
             position = {name: i for i, name in enumerate(input_names(example_inputs))}
             used = [position[port.get_any_name()] for port in model.inputs]
@@ -144,12 +147,12 @@ class OpenVINOBackend(Backend):
             model, _ = self._quantize(model, used, self._calibration_for(calibration))
         return model
 
-    def _prepare(self, module, example_inputs, calibration) -> Prepared:
+    def _prepare(self, module, example_inputs, calibration, exported: bytes | None = None) -> Prepared:
         import openvino as ov
 
         arrays = [to_numpy(x) for x in example_inputs]
         t0 = time.perf_counter()
-        model, used = self._to_openvino(module, example_inputs)
+        model, used = self._to_openvino(module, example_inputs, exported)
         t1 = time.perf_counter()
         extra: dict = {"convert": self.convert}
         if self.precision == "int8":

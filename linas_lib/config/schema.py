@@ -338,7 +338,14 @@ class MeasurementPolicy(_Strict):
                     "noisy_retimes times (the steadiest timing is kept); a target with latencies still above it "
                     "is flagged noisy in the summary and the CLI; null: never re-timed or flagged",
     )
-    noisy_retimes: int = Field(2, ge=0, le=20, description="re-timings of a latency above max_latency_cv")
+    noisy_retimes: int = Field(2, ge=0, le=20, description="re-timings of a latency above max_latency_cv (one "
+                                                         "while re-timing keeps failing: objectives.latency.Retimer)")
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="processes that work side by side where it disturbs no measurement, one torch thread each: "
+                    "scoring sub-networks (on CPU; a GPU scores in one process) and exporting them before they are "
+                    "timed. Timing is always one at a time. Up to the CPUs the step's pod has",
+    )
 
 
 class CacheConfig(_Strict):

@@ -11,10 +11,12 @@ import numpy as np
 from linas_lib.api.documents import ObjectiveRecord
 from linas_lib.api.objective import column
 from linas_lib.backends import backend_class, build_backend
+from linas_lib.backends.base import Backend
 from linas_lib.cache import EvaluationCache, latency_scope
 from linas_lib.measurements import cpu_column, cv_column, latency_column, load_column, timings_column
 from linas_lib.objectives.attempts import attempt
 from linas_lib.objectives.recording import record_durably
+from linas_lib.objectives.workers import in_parallel, usable_workers
 
 
 def target_fingerprint(target) -> dict[str, Any]:
@@ -50,17 +52,38 @@ def target_fingerprint(target) -> dict[str, Any]:
     return fp
 
 
-def retime_noisy(backend, prepared, policy) -> tuple[Any, int]:
-    """Time `prepared`; while the CV exceeds `policy.max_latency_cv`, time it again (at most
-    `policy.noisy_retimes` times) and keep the steadiest timing. Returns (result, timings)."""
-    result = backend.time(prepared)
-    timings, limit = 1, getattr(policy, "max_latency_cv", None) if backend.timed else None
-    while limit is not None and timings <= policy.noisy_retimes and math.isfinite(result.cv) and result.cv > limit:
-        again = backend.time(prepared)
-        timings += 1
-        if again.cv < result.cv:
-            result = again
-    return result, timings
+# Re-timing helps when the noise is a passing burst. Once this many sub-networks in a row
+# stayed noisy through all their re-timings, the host is noisy throughout: each noisy
+# latency is then re-timed once (not noisy_retimes times) until a re-timing helps again.
+FUTILE_IN_A_ROW = 3
+
+
+class Retimer:
+    """Times a prepared model and re-times it while its CV exceeds `policy.max_latency_cv`
+    (at most `policy.noisy_retimes` times), keeping the steadiest timing; spends fewer
+    re-timings while they keep failing (FUTILE_IN_A_ROW)."""
+
+    def __init__(self, backend, policy):
+        self.backend = backend
+        self.limit = getattr(policy, "max_latency_cv", None) if backend.timed else None
+        self.retimes = getattr(policy, "noisy_retimes", 0)
+        self.futile = 0  # sub-networks in a row that stayed above the limit after re-timing
+
+    def __call__(self, prepared) -> tuple[Any, int]:
+        """(the steadiest result, how many timings were taken)."""
+        result = self.backend.time(prepared)
+        timings = 1
+        if self.limit is None:
+            return result, timings
+        allowed = self.retimes if self.futile < FUTILE_IN_A_ROW else min(self.retimes, 1)
+        while timings <= allowed and math.isfinite(result.cv) and result.cv > self.limit:
+            again = self.backend.time(prepared)
+            timings += 1
+            if again.cv < result.cv:
+                result = again
+        if timings > 1:
+            self.futile = self.futile + 1 if result.cv > self.limit else 0
+        return result, timings
 
 
 def measure_latency(
@@ -87,16 +110,17 @@ def measure_latency(
     hits = {k: e for k, e in (cache.lookup(scope, keys) if cache and not refresh else {}).items()
             if all(n in e["values"] for n in needed)}
 
-    backend = None
+    backend = retime = None
     reference = None
     int8 = target.precision == "int8"
     quality = supernet.quality_metric
 
     def ready():
-        nonlocal backend, reference
+        nonlocal backend, reference, retime
         if backend is not None:
             return backend
         backend = build_backend(target.backend, **target.backend_params())
+        retime = Retimer(backend, policy)
         if int8:  # post-training quantization calibrates on the plugin's own data
             if not hasattr(supernet, "calibration_inputs"):
                 raise ValueError(f"target {target.name!r}: INT8 needs calibration data, and the "
@@ -111,9 +135,32 @@ def measure_latency(
     # Quantization depends on the weights' values; a float latency only on shapes and operators
     timed_module = supernet.export_module if int8 else getattr(supernet, "timing_module", supernet.export_module)
 
+    # Exporting needs no quiet machine, timing does: with several workers the next few
+    # sub-networks are exported side by side (forked), then timed one by one.
+    misses = [i for i, key in enumerate(keys) if key not in hits]
+    workers = usable_workers(getattr(policy, "workers", 1), len(misses))
+    ahead: dict[int, tuple[bytes, Any]] = {}  # index -> (exported artifact, example inputs); a few at a time
+
+    def export_ahead(index: int) -> None:
+        try:
+            b = ready()
+        except Exception:  # measure_one records why, under the policy
+            return
+        if type(b).export is Backend.export:
+            return
+        chunk = [m for m in misses[misses.index(index):] if m not in ahead][:workers]
+
+        def export(k: int):
+            module, inputs = timed_module(X[chunk[k]], target.batch_size)
+            return b.export(module, inputs), inputs
+
+        for k, outcome in in_parallel(export, len(chunk), workers):
+            if not isinstance(outcome, BaseException) and outcome[0] is not None:
+                ahead[chunk[k]] = outcome  # a failed export is done again, and reported, by measure_one
+
     rows = []
     try:
-        for encoding, key in zip(X, keys):
+        for index, (encoding, key) in enumerate(zip(X, keys)):
             row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "error": ""}
             if key in hits:
                 row.update(values=hits[key]["values"], fingerprint=hits[key].get("fingerprint", {}),
@@ -122,11 +169,17 @@ def measure_latency(
                 continue
             extra: dict[str, Any] = {}
 
+            if workers > 1 and index not in ahead:
+                export_ahead(index)
+
             def measure_one() -> dict[str, float]:
                 b = ready()
-                module, inputs = timed_module(encoding, target.batch_size)
-                prepared = b.prepare(module, inputs)
-                result, timings = retime_noisy(b, prepared, policy)
+                if index in ahead:
+                    artifact, inputs = ahead.pop(index)
+                    prepared = b.prepare(None, inputs, exported=artifact)
+                else:
+                    prepared = b.prepare(*timed_module(encoding, target.batch_size))
+                result, timings = retime(prepared)
                 values = {col: result.median_ms, cv_column(target.name): result.cv,
                           column("latency", target.name, "p90"): result.p90_ms,
                           timings_column(target.name): float(timings)}

@@ -10,6 +10,7 @@ from linas_lib.api.supernet import complexity_rows
 from linas_lib.cache import EvaluationCache, quality_scope
 from linas_lib.objectives.attempts import attempt
 from linas_lib.objectives.recording import record_durably
+from linas_lib.objectives.workers import in_parallel, usable_workers
 
 
 def measure_quality(
@@ -20,7 +21,8 @@ def measure_quality(
     With `quality` False (a latency-only search, e.g. OFA without weights) only the
     complexity is recorded, from the plugin's `complexity` when it has one. Cached
     values are reused (`cache: hit`); new ones are written to the cache one by one,
-    as soon as each is measured, so a crash loses at most the one in flight.
+    as soon as each is measured, so a crash loses at most the ones in flight: one, or one
+    per worker with `policy.workers` processes scoring side by side.
     """
     from linas_lib.config import MeasurementPolicy
 
@@ -38,19 +40,29 @@ def measure_quality(
             return complexity_rows(supernet, encoding[None, :])[0]
         return {}
 
-    rows = []
+    misses = [i for i, key in enumerate(keys) if key not in hits]
+
+    def measure(k: int):
+        return attempt(lambda: evaluate(X[misses[k]]), policy, "quality")
+
+    rows: list[dict[str, Any]] = [
+        {"subnet_id": key, "encoding": encoding.tolist(), "cache": {scope: "miss"}} for encoding, key in zip(X, keys)]
+    for row in rows:
+        if row["subnet_id"] in hits:
+            row.update(values=hits[row["subnet_id"]]["values"], error="", cache={scope: "hit"})
+    # Scores are independent of each other: several processes where configured (CPU scoring;
+    # complexity alone is too cheap to hand out). Each is recorded as soon as it arrives.
+    workers = usable_workers(policy.workers, len(misses)) if quality else 1
     try:
-        for encoding, key in zip(X, keys):
-            row: dict[str, Any] = {"subnet_id": key, "encoding": encoding.tolist(), "cache": {scope: "miss"}}
-            if key in hits:
-                row.update(values=hits[key]["values"], error="", cache={scope: "hit"})
-            else:
-                values, error, tries = attempt(lambda: evaluate(encoding), policy, "quality")
-                row.update(values=values, error=error, attempts=tries)
-                if cache and not error:
-                    record_durably(cache, scope, key, {"subnet_id": key, "encoding": encoding.tolist(),
-                                                       "values": values})
-            rows.append(row)
+        for k, outcome in in_parallel(measure, len(misses), workers):
+            if isinstance(outcome, BaseException):
+                outcome = {}, f"quality: {type(outcome).__name__}: {outcome}", 1
+            values, error, tries = outcome
+            row = rows[misses[k]]
+            row.update(values=values, error=error, attempts=tries)
+            if cache and not error:
+                record_durably(cache, scope, row["subnet_id"], {"subnet_id": row["subnet_id"],
+                                                                "encoding": row["encoding"], "values": values})
     finally:  # what was recorded becomes one index pack (look-ups read packs, not entries)
         if cache:
             cache.close_batch(scope)
