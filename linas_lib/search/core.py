@@ -548,8 +548,8 @@ def noisy_warnings(summary: dict[str, Any]) -> list[str]:
         load = f", median load average {n['median_load_1m']:.1f}" if "median_load_1m" in n else ""
         lines.append(f"warning: target {target}: {n['noisy']} of {n['measured']} latencies stayed noisy after "
                      f"re-timing (CV above measurement.max_latency_cv {n['max_latency_cv']:.0%}, up to "
-                     f"{n['max_cv']:.0%}{load}): the host was busy, so their ranking is uncertain; measure on a "
-                     "quieter machine for a front to rely on")
+                     f"{n['max_cv']:.0%}{load}): the host was busy or its timing noisy, so their ranking is "
+                     "uncertain; measure on a quieter machine for a front to rely on")
     return lines
 
 
