@@ -142,6 +142,11 @@ class Backend:
         so that another process can do it; None where there is no such part."""
         return None
 
+    @property
+    def exports(self) -> bool:
+        """Whether `export` gives bytes that `prepare(None, inputs, exported=...)` takes."""
+        return type(self).export is not Backend.export
+
     def prepare(self, module, example_inputs, calibration: Iterable[Any] | None = None,
                 exported: bytes | None = None) -> Prepared:
         """With `exported` (what `export` gave for this module and these inputs), `module`

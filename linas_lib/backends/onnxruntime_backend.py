@@ -60,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         t0 = time.perf_counter()
-        onnx_bytes = exported or self.export(module, example_inputs)
+        onnx_bytes = self.export(module, example_inputs) if exported is None else exported
         t1 = time.perf_counter()
         session = self._session(onnx_bytes)
         t2 = time.perf_counter()

@@ -99,14 +99,18 @@ class OpenVINOBackend(Backend):
 
     # ---- model preparation ---------------------------------------------------
     def export(self, module, example_inputs) -> bytes | None:
-        return export_onnx(module, example_inputs, dynamic_batch=True) if self.convert == "onnx" else None
+        return export_onnx(module, example_inputs, dynamic_batch=True) if self.exports else None
+
+    @property
+    def exports(self) -> bool:  # convert "torch" hands the module itself to OpenVINO
+        return self.convert == "onnx"
 
     def _to_openvino(self, module, example_inputs, exported: bytes | None = None):
         """An ov.Model with a free batch axis on every input, and which example input feeds each of its inputs."""
         import openvino as ov
 
         if self.convert == "onnx":
-            model = self._core.read_model(exported or self.export(module, example_inputs))
+            model = self._core.read_model(self.export(module, example_inputs) if exported is None else exported)
             # the exporter drops unused inputs; the rest keep their names
             position = {name: i for i, name in enumerate(input_names(example_inputs))}
             used = [position[port.get_any_name()] for port in model.inputs]

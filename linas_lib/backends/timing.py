@@ -5,6 +5,7 @@ measurement, validation of the target's settings, and torch-to-numpy input handl
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -121,6 +122,19 @@ def _cpu_quota() -> str:
             continue
         return "none" if quota in ("max", "-1") else f"{int(quota) / int(period):g}"
     return "unknown"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process can keep busy: its affinity, capped by a cgroup quota (a pod's
+    CPU limit, which the affinity does not show)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    quota = _cpu_quota()
+    if quota not in ("none", "unknown"):
+        usable = min(usable, max(1, math.ceil(float(quota))))
+    return max(1, usable)
 
 
 @lru_cache(maxsize=1)

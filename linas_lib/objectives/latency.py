@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,9 @@ import numpy as np
 from linas_lib.api.documents import ObjectiveRecord
 from linas_lib.api.objective import column
 from linas_lib.backends import backend_class, build_backend
-from linas_lib.backends.base import Backend
 from linas_lib.cache import EvaluationCache, latency_scope
 from linas_lib.measurements import cpu_column, cv_column, latency_column, load_column, timings_column
-from linas_lib.objectives.attempts import attempt
+from linas_lib.objectives.attempts import attempt, time_limit
 from linas_lib.objectives.recording import record_durably
 from linas_lib.objectives.workers import in_parallel, usable_workers
 
@@ -52,9 +52,10 @@ def target_fingerprint(target) -> dict[str, Any]:
     return fp
 
 
-# Re-timing helps when the noise is a passing burst. Once this many sub-networks in a row
-# stayed noisy through all their re-timings, the host is noisy throughout: each noisy
-# latency is then re-timed once (not noisy_retimes times) until a re-timing helps again.
+# Re-timing helps when the noise is a passing burst. Once this many re-timed sub-networks
+# in a row stayed noisy through all their re-timings (quiet ones in between tell nothing
+# about re-timing), the host is noisy throughout: each noisy latency is then re-timed once
+# (not noisy_retimes times) until a re-timing helps again.
 FUTILE_IN_A_ROW = 3
 
 
@@ -116,20 +117,21 @@ def measure_latency(
     quality = supernet.quality_metric
 
     def ready():
+        """The backend, set up once; a setup that fails is tried again (and reported) per row."""
         nonlocal backend, reference, retime
         if backend is not None:
             return backend
-        backend = build_backend(target.backend, **target.backend_params())
-        retime = Retimer(backend, policy)
+        built = build_backend(target.backend, **target.backend_params())
         if int8:  # post-training quantization calibrates on the plugin's own data
             if not hasattr(supernet, "calibration_inputs"):
                 raise ValueError(f"target {target.name!r}: INT8 needs calibration data, and the "
                                  f"{type(supernet).__name__} plugin has no calibration_inputs()")
             n_batches = max(1, -(-target.calibration_count // target.batch_size))
-            backend.set_calibration(supernet.calibration_inputs(target.batch_size, n_batches))
+            built.set_calibration(supernet.calibration_inputs(target.batch_size, n_batches))
         if normalize:
             module, inputs = supernet.export_module(space.canonicalize(space.upper)[0], target.batch_size)
-            reference = backend.measure(module, inputs).median_ms
+            reference = built.measure(module, inputs).median_ms
+        backend, retime = built, Retimer(built, policy)
         return backend
 
     # Quantization depends on the weights' values; a float latency only on shapes and operators
@@ -140,23 +142,32 @@ def measure_latency(
     misses = [i for i, key in enumerate(keys) if key not in hits]
     workers = usable_workers(getattr(policy, "workers", 1), len(misses))
     ahead: dict[int, tuple[bytes, Any]] = {}  # index -> (exported artifact, example inputs); a few at a time
+    tried: set[int] = set()  # exported ahead, or tried to: a failure is measure_one's to retry and report
 
     def export_ahead(index: int) -> None:
+        nonlocal workers
         try:
             b = ready()
         except Exception:  # measure_one records why, under the policy
             return
-        if type(b).export is Backend.export:
+        if not b.exports:
+            workers = 1
             return
-        chunk = [m for m in misses[misses.index(index):] if m not in ahead][:workers]
+        chunk = [m for m in misses[misses.index(index):] if m not in tried][:workers]
+        tried.update(chunk)
 
         def export(k: int):
-            module, inputs = timed_module(X[chunk[k]], target.batch_size)
-            return b.export(module, inputs), inputs
+            with time_limit(getattr(policy, "timeout_s", None), f"export of {keys[chunk[k]]}"):
+                module, inputs = timed_module(X[chunk[k]], target.batch_size)
+                return b.export(module, inputs), inputs
 
-        for k, outcome in in_parallel(export, len(chunk), workers):
-            if not isinstance(outcome, BaseException) and outcome[0] is not None:
-                ahead[chunk[k]] = outcome  # a failed export is done again, and reported, by measure_one
+        try:
+            with closing(in_parallel(export, len(chunk), workers)) as exported:
+                for k, outcome in exported:
+                    if not isinstance(outcome, BaseException) and outcome[0] is not None:
+                        ahead[chunk[k]] = outcome
+        except Exception:  # exporting ahead only saves time: measure_one exports what is missing
+            workers = 1
 
     rows = []
     try:
@@ -169,7 +180,7 @@ def measure_latency(
                 continue
             extra: dict[str, Any] = {}
 
-            if workers > 1 and index not in ahead:
+            if workers > 1 and index not in tried:
                 export_ahead(index)
 
             def measure_one() -> dict[str, float]:

@@ -1,6 +1,7 @@
 """Quality metric (accuracy, HR@10, BLEU...) plus MACs and parameters."""
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from linas_lib.api.supernet import complexity_rows
 from linas_lib.cache import EvaluationCache, quality_scope
 from linas_lib.objectives.attempts import attempt
 from linas_lib.objectives.recording import record_durably
-from linas_lib.objectives.workers import in_parallel, usable_workers
+from linas_lib.objectives.workers import in_parallel, torch_sees_a_gpu, usable_workers
 
 
 def measure_quality(
@@ -52,17 +53,18 @@ def measure_quality(
             row.update(values=hits[row["subnet_id"]]["values"], error="", cache={scope: "hit"})
     # Scores are independent of each other: several processes where configured (CPU scoring;
     # complexity alone is too cheap to hand out). Each is recorded as soon as it arrives.
-    workers = usable_workers(policy.workers, len(misses)) if quality else 1
+    workers = usable_workers(policy.workers, len(misses), on_gpu=torch_sees_a_gpu()) if quality else 1
     try:
-        for k, outcome in in_parallel(measure, len(misses), workers):
-            if isinstance(outcome, BaseException):
-                outcome = {}, f"quality: {type(outcome).__name__}: {outcome}", 1
-            values, error, tries = outcome
-            row = rows[misses[k]]
-            row.update(values=values, error=error, attempts=tries)
-            if cache and not error:
-                record_durably(cache, scope, row["subnet_id"], {"subnet_id": row["subnet_id"],
-                                                                "encoding": row["encoding"], "values": values})
+        with closing(in_parallel(measure, len(misses), workers)) as measured:
+            for k, outcome in measured:
+                if isinstance(outcome, BaseException):
+                    outcome = {}, f"quality: {type(outcome).__name__}: {outcome}", 1
+                values, error, tries = outcome
+                row = rows[misses[k]]
+                row.update(values=values, error=error, attempts=tries)
+                if cache and not error:
+                    record_durably(cache, scope, row["subnet_id"], {"subnet_id": row["subnet_id"],
+                                                                    "encoding": row["encoding"], "values": values})
     finally:  # what was recorded becomes one index pack (look-ups read packs, not entries)
         if cache:
             cache.close_batch(scope)

@@ -13,10 +13,13 @@ executor's manager thread would make the fork unsafe).
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import signal
 import sys
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator
+
+from linas_lib.backends.timing import usable_cpus
 
 _STOP = None
 
@@ -25,13 +28,30 @@ class WorkerDied(RuntimeError):
     """The process measuring an item exited without a result (killed, out of memory, crash)."""
 
 
-def usable_workers(requested: int, items: int) -> int:
-    """How many workers are worth forking: never more than items, and one where torch
-    already drives a GPU (a CUDA context does not survive a fork)."""
+def usable_workers(requested: int, items: int, *, on_gpu: bool = False) -> int:
+    """How many workers are worth forking: at most `items` and the CPUs this process may
+    use; one for work that runs on a GPU (`on_gpu`) or once torch holds a CUDA context
+    (it does not survive a fork)."""
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
+    if on_gpu or (torch is not None and torch.cuda.is_initialized()):
         return 1
-    return max(1, min(requested, items))
+    return max(1, min(requested, items, usable_cpus()))
+
+
+def torch_sees_a_gpu() -> bool:
+    """Whether torch, once imported by the super-network, would score on a GPU."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_available()
+
+
+def _portable(exc: Exception) -> Exception:
+    """`exc` if it survives pickling, else a RuntimeError with its type and message (some
+    exceptions pickle but cannot be rebuilt from their arguments)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _serve(job: Callable[[int], Any], conn: Connection) -> None:
@@ -43,7 +63,7 @@ def _serve(job: Callable[[int], Any], conn: Connection) -> None:
         try:
             result = job(i)
         except Exception as exc:  # handed back as the item's result: the parent decides
-            result = exc
+            result = _portable(exc)
         try:
             conn.send((i, result))
         except Exception as exc:  # a result that cannot be pickled
@@ -73,9 +93,23 @@ def in_parallel(job: Callable[[int], Any], count: int, workers: int) -> Iterator
         process = fork.Process(target=_serve, args=(job, child_end), daemon=True)
         process.start()
         child_end.close()
-        item = pending.pop()
-        parent_end.send(item)
-        busy[parent_end] = (process, item)
+        busy[parent_end] = (process, None)
+        hand_out(parent_end)
+
+    def hand_out(conn: Connection) -> None:
+        """The next item to this worker; a worker gone meanwhile is noticed by `wait`."""
+        busy[conn] = (busy[conn][0], pending.pop())
+        try:
+            conn.send(busy[conn][1])
+        except OSError:  # it died after its last answer: the next recv() says so
+            pass
+
+    def died(process) -> WorkerDied:
+        process.join()
+        code = process.exitcode
+        how = (f"was killed by signal {-code}" + (" (SIGKILL: often the out-of-memory killer)" if code == -9 else "")
+               if code is not None and code < 0 else f"exited with code {code}")
+        return WorkerDied(f"the worker process measuring it {how}, with no result")
 
     try:
         while pending and len(busy) < workers:
@@ -86,20 +120,23 @@ def in_parallel(job: Callable[[int], Any], count: int, workers: int) -> Iterator
                 try:
                     index, result = conn.recv()
                 except (EOFError, OSError):  # the worker died with the item in hand
-                    process.join()
                     del busy[conn]
                     conn.close()
-                    yield item, WorkerDied(f"the worker process measuring it exited with code {process.exitcode} "
-                                           "and no result (killed, out of memory or crashed)")
+                    yield item, died(process)
                     if pending:
                         start_worker()
                     continue
+                except Exception as exc:  # an answer that cannot be read back: the worker is fine
+                    index, result = item, RuntimeError(f"the result could not be read back: "
+                                                       f"{type(exc).__name__}: {exc}")
                 if pending:
-                    busy[conn] = (process, pending.pop())
-                    conn.send(busy[conn][1])
+                    hand_out(conn)
                 else:
                     del busy[conn]
-                    conn.send(_STOP)
+                    try:
+                        conn.send(_STOP)
+                    except OSError:
+                        pass
                     conn.close()
                     process.join()
                 yield index, result

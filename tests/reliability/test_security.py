@@ -241,6 +241,8 @@ TRUSTED_UNPICKLING = {
     ("linas_lib/supernets/animal_mnist.py", "pickle.load"): "data files shipped inside the installed animal-mnist wheel",
     ("linas_lib/supernets/data_parallel.py", "pickle.loads"):
         "a training job this process wrote to its own child's stdin a moment earlier",
+    ("linas_lib/objectives/workers.py", "pickle.loads"):
+        "an exception this process pickled the moment before, to see whether it survives the pipe",
 }
 
 
