@@ -8,15 +8,14 @@ worse than the box adds nothing. Where the box comes from is the Normalization's
 `basis` (see `linas_lib.search.core.normalization`): a tabular benchmark's true
 front, the measured anchor networks (smallest and largest), or, lacking both, the
 first population.
-
-pymoo is imported where a front is sorted or a hypervolume taken: validating a config
-needs none of it, so `make run` trains the super-network before pymoo is installed.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from pymoo.indicators.hv import HV
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 REFERENCE = 1.1  # bench/reproduce.py's reference point over a 5 %-margin box (the paper-era protocol)
 
@@ -35,8 +34,6 @@ def non_dominated_mask(F: np.ndarray) -> np.ndarray:
         return np.asarray(is_nondominated(F, keep_weakly=True), dtype=bool)
     mask = np.zeros(len(F), dtype=bool)
     if len(F):
-        from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
-
         mask[NonDominatedSorting().do(F, only_non_dominated_front=True)] = True
     return mask
 
@@ -44,7 +41,6 @@ def non_dominated_mask(F: np.ndarray) -> np.ndarray:
 def rank_and_crowding(F: np.ndarray) -> np.ndarray:
     """Indices of F ordered best first: by non-domination rank, then crowding."""
     from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     order: list[int] = []
     for front in NonDominatedSorting().do(np.asarray(F, dtype=float)):
@@ -95,6 +91,4 @@ def hypervolume(F: np.ndarray, norm: Normalization) -> float:
                 area += (1.0 - f0) * (best - f1)
                 best = f1
         return float(area)
-    from pymoo.indicators.hv import HV
-
     return float(HV(ref_point=np.ones(Z.shape[1]))(Z))

@@ -124,17 +124,21 @@ def _cpu_quota() -> str:
     return "unknown"
 
 
+def _affinity() -> int:
+    """The CPUs this process may be scheduled on (0 where nothing says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 0
+
+
 def usable_cpus() -> int:
     """The CPUs this process can keep busy: its affinity, capped by a cgroup quota (a pod's
     CPU limit, which the affinity does not show)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
-    quota = _cpu_quota()
+    usable, quota = max(1, _affinity()), _cpu_quota()
     if quota not in ("none", "unknown"):
         usable = min(usable, max(1, math.ceil(float(quota))))
-    return max(1, usable)
+    return usable
 
 
 @lru_cache(maxsize=1)
@@ -142,12 +146,8 @@ def host_details() -> dict:
     """Recorded with each measurement, never part of the cache key: the OS, Python and how
     many CPUs this process may really use (physical cores, affinity, cgroup quota), so a
     report can say where a latency came from without invalidating earlier measurements."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 0
     return {"os": platform.platform(), "python": platform.python_version(), "cpu_cores": _physical_cores(),
-            "cpu_usable": usable, "cpu_quota": _cpu_quota()}
+            "cpu_usable": _affinity(), "cpu_quota": _cpu_quota()}
 
 
 @lru_cache(maxsize=4)
