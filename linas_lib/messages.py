@@ -1,13 +1,27 @@
-"""How error messages quote a value they were given: its repr, cut to a readable length.
+"""How error messages quote a value they were given (its repr, cut to a readable length)
+and how they tell a child process's end.
 
 A hostile or mistaken input (a 10,000-gene list, a whole YAML document in one field)
 must not flood the terminal; the start of it is enough to recognise it.
 """
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def exit_description(code: int | None) -> str:
+    """A child process's exit status (negative: the signal that killed it) as a phrase:
+    "exited with code 1", "was killed by signal 9 (SIGKILL: often the out-of-memory killer)"."""
+    if code is None or code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        return f"was killed by signal {-code}"
+    return f"was killed by signal {-code} ({name}" + (": often the out-of-memory killer)" if -code == signal.SIGKILL else ")")

@@ -49,6 +49,15 @@ def installed_entry_points(group: str):
     return _all_entry_points().select(group=group)
 
 
+def import_all_builtins() -> None:
+    """Import every registry's built-in modules and scan the installed entry points (loading
+    none): what each process's first lookup would do, done once by a process that forks
+    (kfp.local's warm starter)."""
+    for registry in Registry.instances:
+        registry._import_builtins()
+    _all_entry_points()
+
+
 class Registry(Generic[T]):
     instances: list["Registry"] = []  # every registry, so tests can restore them all
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from linas_lib.config import LinasConfig
 from pipelines.linas_pipeline import build_pipeline
+from pipelines.warm_start import PRELOAD, WarmStarter
 
 # kfp.local's per-task warnings about settings only a cluster honours: expected locally
 QUIET_WARNINGS = (r"Task .* have no effect in the current local runner", r"You may be attemping to run a task",
@@ -50,33 +53,53 @@ def _no_line() -> None:
     pass
 
 
-def run_local(config: LinasConfig, out_dir: str, checkpoint: str = "", quiet: bool = True) -> Path:
-    """Execute every task as a subprocess of this interpreter; results land in out_dir."""
-    from kfp import local
+@contextmanager
+def kfp_local(pipeline_root: str, quiet: bool = True, warm: bool = True, preload=PRELOAD):
+    """kfp.local set up for this process (SubprocessRunner, use_venv=False); yields the
+    WarmStarter, or None when `warm` is False.
 
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    `quiet`: kfp.local's own chatter filtered out (see QuietKfpLocal, QuietTaskOutput).
+    `warm`: tasks fork from a preloaded interpreter (`pipelines.warm_start`) instead of
+    paying 2-5 CPU-seconds of imports and teardown each; False starts each as kfp.local does."""
+    from kfp import local
     from kfp.local import logging_utils, subprocess_task_handler
 
     _horizontal_line = logging_utils.print_horizontal_line
-
+    _run_subprocess = subprocess_task_handler.run_local_subprocess
     quiet_filter = QuietKfpLocal()
+    echo = QuietTaskOutput().print if quiet else print
     root = logging.getLogger()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), WarmStarter(_run_subprocess, echo, preload) if warm else nullcontext() as starter:
         if quiet:
             for message in QUIET_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
             root.addFilter(quiet_filter)
             # kfp.local relays each task's output with a bare print(): this module's `print`
-            subprocess_task_handler.print = QuietTaskOutput().print
+            subprocess_task_handler.print = echo
             logging_utils.print_horizontal_line = _no_line
+        if starter is not None:  # kfp.local starts each task through this module-level function
+            subprocess_task_handler.run_local_subprocess = starter
         try:
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"),
+            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
                        raise_on_error=True)
-            pipeline = build_pipeline(config)
-            pipeline(checkpoint=checkpoint, store_uri=str(out))
+            yield starter
         finally:
             root.removeFilter(quiet_filter)
             subprocess_task_handler.__dict__.pop("print", None)
+            subprocess_task_handler.run_local_subprocess = _run_subprocess
             logging_utils.print_horizontal_line = _horizontal_line
+    if starter is not None and starter.cold_reasons:
+        print(f"linas: warning: {starter.started['cold']} of {sum(starter.started.values())} tasks started cold "
+              f"(slower): {'; '.join(starter.cold_reasons)}", file=sys.stderr)
+
+
+def run_local(config: LinasConfig, out_dir: str, checkpoint: str = "", quiet: bool = True,
+              warm: bool = True) -> Path:
+    """Execute every task as a subprocess of this interpreter; results land in out_dir.
+    `quiet` and `warm` as for `kfp_local`."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with kfp_local(str(out / "kfp"), quiet=quiet, warm=warm):
+        pipeline = build_pipeline(config)
+        pipeline(checkpoint=checkpoint, store_uri=str(out))
     return out

@@ -62,9 +62,24 @@ def _check_run_dir(out: Path, config) -> dict:
     return summary
 
 
-def test_pipeline_runs_locally_with_kfp_local(smoke_config, smoke_checkpoint, tmp_path):
-    """Every task of the compiled graph runs as a subprocess; results land in the run dir."""
+def test_pipeline_runs_locally_with_kfp_local(smoke_config, smoke_checkpoint, tmp_path, monkeypatch):
+    """Every task of the compiled graph runs as a subprocess, each forked from the warm
+    starter; results land in the run dir."""
+    import pipelines.local
+
+    starters = []
+
+    class Recorded(pipelines.local.WarmStarter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            starters.append(self)
+
+    monkeypatch.setattr(pipelines.local, "WarmStarter", Recorded)
     out = run_local(smoke_config, str(tmp_path / "run"), checkpoint=smoke_checkpoint)
+    (starter,) = starters
+    # resolve and sample; accuracy, latency and predictors in both iterations; one MOEA; the report
+    assert starter.started == {"warm": 2 + 2 * 3 + 1 + 1, "cold": 0}, starter.cold_reasons
+    assert not starter.skipped, starter.skipped  # every module of PRELOAD imports in this environment
     assert Path(out) == (tmp_path / "run").resolve()
     _check_run_dir(Path(out), smoke_config)
     stored = json.loads((Path(out) / "config.json").read_text())

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import re
 
+import pytest
+
 from linas_lib.objectives import supernet_measure
 from linas_lib.stages import progress_line
 from linas_lib.supernets import load_supernet
@@ -36,9 +38,11 @@ def test_kfp_local_info_is_dropped_and_its_errors_kept():
     assert quiet.filter(_record(logging.INFO, "/work/linas_lib/stages.py"))
 
 
-def test_pipeline_run_prints_one_line_per_iteration_and_none_of_kfp_locals_noise(tmp_path, capfd):
+@pytest.mark.parametrize("start", ["warm", "cold"])
+def test_pipeline_run_prints_one_line_per_iteration_and_none_of_kfp_locals_noise(tmp_path, capfd, start):
     """`linas pipeline run` through the real kfp.local, on a tabular plugin (whose prepared
-    "checkpoint" is a marker, not a file: the tasks get none)."""
+    "checkpoint" is a marker, not a file: the tasks get none); tasks forked from the warm
+    starter or (`--cold-start`) started as kfp.local starts them, each output filtered."""
     import yaml
 
     from linas_lib.cli import main
@@ -49,13 +53,15 @@ def test_pipeline_run_prints_one_line_per_iteration_and_none_of_kfp_locals_noise
         "objectives": ["accuracy", "latency"], "targets": [{"name": "nb201", "backend": "tabular"}],
         "search": {"population": 8, "evaluations": 16, "inner": {"algorithm": "nsga2", "evaluations": 200,
                                                                   "population": 20}}}))
-    assert main(["pipeline", "run", str(config), "--out", str(tmp_path / "run")]) == 0
+    cold = ["--cold-start"] if start == "cold" else []
+    assert main(["pipeline", "run", str(config), "--out", str(tmp_path / "run"), *cold]) == 0
     out, err = capfd.readouterr()
     lines = [line.strip() for line in out.splitlines()]
     assert [line.split(":")[1].strip() for line in lines if line.startswith("linas: iteration")] == \
         ["iteration 0", "iteration 1"], out
     assert any(line.startswith("evaluation cache ") and "hits" in line for line in lines)
-    for noise in ("Got executor_input", "KFP Executor", "-" * 40, "have no effect", "DockerRunner", "Executing task"):
+    for noise in ("Got executor_input", "KFP Executor", "-" * 40, "have no effect", "DockerRunner", "Executing task",
+                  "started cold"):
         assert noise not in out and noise not in err, noise
     # the measuring tasks' fingerprints reach the report task (a run restored from its table)
     from linas_lib.runs import RunStore

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator
 
 from linas_lib.backends.timing import usable_cpus
+from linas_lib.messages import exit_description
 
 _STOP = None
 
@@ -106,10 +107,7 @@ def in_parallel(job: Callable[[int], Any], count: int, workers: int) -> Iterator
 
     def died(process) -> WorkerDied:
         process.join()
-        code = process.exitcode
-        how = (f"was killed by signal {-code}" + (" (SIGKILL: often the out-of-memory killer)" if code == -9 else "")
-               if code is not None and code < 0 else f"exited with code {code}")
-        return WorkerDied(f"the worker process measuring it {how}, with no result")
+        return WorkerDied(f"the worker process measuring it {exit_description(process.exitcode)}, with no result")
 
     try:
         while pending and len(busy) < workers:
