@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+# No byte-compiling at install: pip would compile every module of torch, scipy and the rest
+# (half the CPU time of installing them); Python compiles the ones imported, once, on import.
+PIP_INSTALL := install --quiet --disable-pip-version-check --no-compile
 STAMP  := $(VENV)/.installed
 # checkov needs tabulate<0.10, which kfp's pins in constraints.txt exclude: its own venv
 TOOLS_VENV  ?= .venv-tools
@@ -20,20 +23,19 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the dataset wheel declares TensorFlow, which we do not need (data only, --no-deps): no
 	# conflict warning about it when it is already there (after `make run`)
-	$(PIP) install --quiet --disable-pip-version-check --no-warn-conflicts -c constraints.txt -e '.[dev]'
-	$(PIP) install --quiet --disable-pip-version-check --no-deps -c constraints.txt animal-mnist recbole
+	$(PIP) $(PIP_INSTALL) --no-warn-conflicts -c constraints.txt -e '.[dev]'
+	$(PIP) $(PIP_INSTALL) --no-deps -c constraints.txt animal-mnist recbole
 	touch $(STAMP)
 
 # What training the built-in super-network needs, installed first: on a fresh clone `make
 # run` trains while pip installs the rest, minutes sooner. torch and pymoo (which config
 # validation imports) share no dependency beyond the first line's: two pips, one per core.
 TRAIN_STAMP := $(VENV)/.installed-train
-PIP_QUIET := --quiet --disable-pip-version-check -c constraints.txt
 $(TRAIN_STAMP): constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIP_QUIET) numpy pydantic pyyaml tqdm
-	$(PIP) install $(PIP_QUIET) torch & torch=$$!; \
-	  $(PIP) install $(PIP_QUIET) pymoo && $(PIP) install $(PIP_QUIET) --no-deps animal-mnist; rest=$$?; \
+	$(PIP) $(PIP_INSTALL) -c constraints.txt numpy pydantic pyyaml tqdm
+	$(PIP) $(PIP_INSTALL) -c constraints.txt torch & torch=$$!; \
+	  $(PIP) $(PIP_INSTALL) -c constraints.txt pymoo && $(PIP) $(PIP_INSTALL) -c constraints.txt --no-deps animal-mnist; rest=$$?; \
 	  wait $$torch && [ $$rest = 0 ]
 	touch $(TRAIN_STAMP)
 
@@ -44,7 +46,7 @@ setup-run: $(RUN_STAMP)
 
 $(RUN_STAMP): $(TRAIN_STAMP) pyproject.toml constraints.txt
 	if ! { [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ] && [ $(STAMP) -nt constraints.txt ]; }; then \
-	  $(PIP) install --quiet --disable-pip-version-check --no-warn-conflicts -c constraints.txt -e '.[kubeflow]'; fi
+	  $(PIP) $(PIP_INSTALL) --no-warn-conflicts -c constraints.txt -e '.[kubeflow]'; fi
 	touch $(RUN_STAMP)
 
 # Train RUN_CONFIG's built-in super-network once into LINAS_CACHE (`linas prepare`), from the
@@ -58,7 +60,7 @@ tools: $(TOOLS_STAMP)
 
 $(TOOLS_STAMP): constraints-tools.txt
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-tools.txt checkov
+	$(TOOLS_VENV)/bin/python -m pip $(PIP_INSTALL) -c constraints-tools.txt checkov
 	touch $(TOOLS_STAMP)
 
 # The report's test renders it in a real browser: Debian's headless Chromium, installed here

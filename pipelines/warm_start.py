@@ -104,6 +104,7 @@ class WarmStarter:
         self.started = {"warm": 0, "cold": 0}
         self.cold_reasons: dict[str, int] = {}  # why tasks started cold, and how many for each reason
         self.note = ""  # why the starter itself stopped or never started
+        self.pids: list[int] = []  # of the tasks started warm
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
@@ -203,12 +204,14 @@ class WarmStarter:
         try:
             socket.send_fds(self._sock, [b"T"], [write_end])
             _send(self._sock, {"code": code, "args": args, "env": {**self._env, **env_vars, "_KFP_RUNTIME": "true"}})
-        except OSError as exc:
+            started = _recv(self._sock)  # the task's pid: from here on it runs, whatever happens to the starter
+        except (OSError, EOFError, ValueError) as exc:
             os.close(read_end)
-            self._give_up(f"the warm starter stopped taking tasks ({exc})")
+            self._give_up(f"the warm starter stopped taking tasks ({type(exc).__name__}: {exc})")
             return None
         finally:
             os.close(write_end)
+        self.pids.append(started["pid"])
         # The task's stdout and stderr, as kfp.local relays a subprocess's: line by line.
         with open(read_end, encoding="utf-8", errors="replace", newline=None) as output:
             for line in output:
@@ -313,6 +316,7 @@ def serve(fd: int, preload: list[str]) -> None:
             os.close(fds[0])
             _run_task(request["code"], request["args"], request["env"])
         os.close(fds[0])
+        _send(sock, {"pid": pid})
         _, wait_status = os.waitpid(pid, 0)
         _send(sock, {"exit": os.waitstatus_to_exitcode(wait_status)})
 

@@ -48,6 +48,9 @@ def fail(how: str):
         raise ValueError("boom from the task")
     if how == "exit":
         sys.exit("bye from the task")
+    if how == "kill-starter":  # the task itself would succeed
+        os.kill(os.getppid(), signal.SIGKILL)
+        return
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -135,6 +138,18 @@ def test_tasks_start_cold_once_the_starter_is_gone(tmp_path, capsys):
     assert not task["preloaded"] and task["tag"] == "cold"
     assert "stopped taking tasks" in starter.note
     assert "1 of 2 tasks started cold (slower): the warm starter stopped taking tasks" in capsys.readouterr().err
+
+
+def test_a_starter_that_dies_during_a_task_fails_that_task_and_says_so(tmp_path, capsys):
+    """Its exit status is lost with the starter: failed, never guessed; later tasks start cold."""
+    with kfp_local(str(tmp_path / "kfp"), preload=PRELOAD) as starter:
+        lines = []
+        starter.echo = lambda *a, **k: lines.append(" ".join(map(str, a)))
+        with pytest.raises(RuntimeError, match="FAILURE"):
+            failing(how="kill-starter")
+        assert "the warm starter died before it reported this task's exit status" in "".join(lines)
+        assert json.loads(whoami(tag="after").output)["tag"] == "after"
+    assert starter.started == {"warm": 1, "cold": 1} and "died during a task" in starter.note
 
 
 def test_a_starter_that_cannot_start_leaves_every_task_cold(tmp_path, monkeypatch, capsys):
