@@ -50,7 +50,7 @@ PRELOAD = (
 )
 # Environment variables that modules read when they are imported (so a task that sets
 # one starts cold, where it takes effect).
-IMPORT_TIME_ENV = re.compile(r"(OMP|MKL|OPENBLAS|KMP|GOMP|CUDA|NVIDIA|HIP|ROCR|PYTHON|LD)_.*|TORCH.*|ARROW_.*")
+IMPORT_TIME_ENV = re.compile(r"(OMP|MKL|OPENBLAS|KMP|GOMP|CUDA|NVIDIA|HIP|ROCR|LD)_.*|PYTHON.*|TORCH.*|ARROW_.*")
 READY_TIMEOUT_S = 300.0  # preloading takes 5-15 s; a busy host can stretch that several times
 # The script kfp.local runs for a lightweight component, with `python3` replaced by the
 # interpreter (SubprocessRunner(use_venv=False)); whitespace as kfp writes it varies.

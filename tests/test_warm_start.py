@@ -187,6 +187,14 @@ def test_only_kfp_locals_component_script_is_recognized():
     assert parse_task_command(["python", "-m", "kfp.dsl.executor_main"]) is None
 
 
+def test_variables_read_at_import_time_are_recognized():
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED",
+                 "LD_PRELOAD", "TORCH_HOME", "ARROW_DEFAULT_MEMORY_POOL"):
+        assert warm_start.IMPORT_TIME_ENV.fullmatch(name), name
+    for name in ("LINAS_LEASE_TTL_S", "LINAS_S3_ENDPOINT", "HOME", "PATH_OMP"):
+        assert not warm_start.IMPORT_TIME_ENV.fullmatch(name), name
+
+
 def test_exit_descriptions_name_the_signal():
     assert exit_description(0) == "exited with code 0" and exit_description(None) == "exited with code None"
     assert exit_description(-15) == "was killed by signal 15 (SIGTERM)"
