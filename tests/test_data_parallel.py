@@ -32,6 +32,14 @@ def _fails_on(rank: int, ranks: int, failing_rank: int):
     return "done"
 
 
+def _fails_with_a_slow_teardown_on(rank: int, ranks: int, failing_rank: int):
+    if rank == failing_rank:  # an interpreter's teardown that outlasts rank 0's grace (torch on a busy host)
+        import atexit
+
+        atexit.register(time.sleep, 30)
+    return _fails_on(rank, ranks, failing_rank)
+
+
 def test_gradients_are_averaged_over_the_ranks_each_on_one_thread():
     grad, bias_grad, threads = run_data_parallel(_rank_gradient, 2, 2.0)
     assert torch.allclose(grad, torch.full((2, 3), 3.0))  # mean of 2.0 and 4.0
@@ -49,6 +57,13 @@ def test_a_failing_peer_is_reported_not_waited_for():
     with pytest.raises(TrainingRankFailed, match=r"\(1, 1\)"):
         run_data_parallel(_fails_on, 2, 1)
     assert time.monotonic() - start < 60  # far below the collective's time-out
+
+
+def test_a_failing_peer_is_reported_however_slow_its_teardown_would_be():
+    start = time.monotonic()
+    with pytest.raises(TrainingRankFailed, match=r"\(1, 1\)"):
+        run_data_parallel(_fails_with_a_slow_teardown_on, 2, 1)
+    assert time.monotonic() - start < 25
 
 
 def test_a_failing_rank_zero_raises_its_own_error_and_stops_the_peer():

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from typing import Any, Callable
 
 # A rank that dies leaves its peers waiting in a collective: gloo gives up after this
@@ -90,7 +91,20 @@ def _start_peer(init: str, worker, rank: int, ranks: int, args: tuple) -> subpro
 
 def _peer_main(job: bytes) -> None:
     init, worker, rank, ranks, args = pickle.loads(job)
-    _rank_main(init, worker, rank, ranks, args)
+    try:
+        _rank_main(init, worker, rank, ranks, args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    else:
+        return
+    # Exit now, with the error's code: rank 0 learns of it from its broken collective and
+    # reads this code within _stop's grace. An interpreter's teardown (torch: seconds on a
+    # busy host) could outlast the grace, and the peer would read as killed by us.
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _failed(peers: list[subprocess.Popen]) -> list[tuple[int, int]]:
