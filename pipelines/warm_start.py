@@ -247,10 +247,12 @@ def _run_task(code: str, args: list[str], env: dict) -> NoReturn:
         sys.argv = ["-m", "--component_module_path", module_path, *args]
         runpy.run_module("kfp.dsl.executor_main", run_name="__main__", alter_sys=True)
         status = 0
-    except SystemExit as exc:  # as the interpreter maps it
-        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        if not isinstance(exc.code, int) and exc.code is not None:
+    except SystemExit as exc:  # as the interpreter maps it: None is 0, a message is printed and 1
+        if exc.code is None or isinstance(exc.code, int):
+            status = exc.code or 0
+        else:
             print(exc.code, file=sys.stderr)
+            status = 1
     except KeyboardInterrupt:
         status = -signal.SIGINT
     except BaseException as exc:
