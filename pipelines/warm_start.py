@@ -108,6 +108,8 @@ class WarmStarter:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
+        self.preloaded: list[str] = []  # as the starter reports them once it is ready
+        self.skipped: dict[str, str] = {}
         self._ready = False
 
     # ---- lifecycle --------------------------------------------------------------------
