@@ -63,7 +63,8 @@ def cmd_pipeline_compile(args: argparse.Namespace) -> int:
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from linas_lib.runs import RunStore
     from linas_lib.supernets import prepare_checkpoint
-    from pipelines.local import run_local
+    from linas_lib.api.store import get_json
+    from pipelines.local import TASK_TIMES, run_local, stage_times
 
     # always local (kfp.local): a cluster run is `linas pipeline submit`; --local stays accepted
     config = _load(args.config)
@@ -78,6 +79,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     print(f"evaluation cache {cache_uri(config, str(out))}: {summary['cache']['hits']} hits, "
           f"{summary['cache']['misses']} misses")
     print_result(summary, out)
+    print(stage_times(get_json(RunStore(str(out)).store, TASK_TIMES)))
     return 0
 
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import Callable, NoReturn
 
 from linas_lib.messages import exit_description
@@ -93,16 +95,52 @@ def _recv(sock: socket.socket) -> dict:
     return json.loads(_recv_exact(sock, size))
 
 
-class WarmStarter:
-    """A drop-in for kfp.local's `run_local_subprocess(full_command, env_vars) -> int`.
+class TaskRunner:
+    """kfp.local's `run_local_subprocess(full_command, env_vars) -> int`, with a record of
+    each task: its function, how it started, and its wall and CPU seconds (its child
+    processes included). This one starts every task as kfp.local does (`cold`)."""
 
-    `cold` is the original function (used for anything not started warm); `echo` prints
+    def __init__(self, cold: Callable[..., int]):
+        self.cold = cold
+        self.started = {"warm": 0, "cold": 0}
+        self.cold_reasons: dict[str, int] = {}  # why tasks started cold that could have started warm
+        self.tasks: list[dict] = []
+
+    def __enter__(self) -> "TaskRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def __call__(self, full_command: list[str], env_vars: dict | None = None) -> int:
+        return self._run_cold(full_command, env_vars or {}, time.perf_counter())
+
+    def _run_cold(self, full_command: list[str], env_vars: dict, began: float) -> int:
+        self.started["cold"] += 1
+        # kfp.local runs one task at a time: the children's CPU time that grows meanwhile is this task's
+        before = _children_cpu_s()
+        try:
+            return self.cold(full_command=full_command, env_vars=env_vars)
+        finally:
+            self._account(full_command, "cold", began, _children_cpu_s() - before)
+
+    def _account(self, full_command: list[str], start: str, began: float, cpu_s: float | None) -> None:
+        parsed = parse_task_command(full_command)
+        args = parsed[2] if parsed else []
+        name = args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args[:-1] else "?"
+        self.tasks.append({"task": name, "start": start, "wall_s": round(time.perf_counter() - began, 3),
+                           "cpu_s": None if cpu_s is None else round(cpu_s, 3)})
+
+
+class WarmStarter(TaskRunner):
+    """A TaskRunner that starts tasks warm where it can.
+
+    `cold` is kfp.local's function (used for anything not started warm); `echo` prints
     one line of task output (kfp.local's relay, or its filtered replacement)."""
 
     def __init__(self, cold: Callable[..., int], echo: Callable[..., None] = print, preload=PRELOAD):
-        self.cold, self.echo, self.preload = cold, echo, preload
-        self.started = {"warm": 0, "cold": 0}
-        self.cold_reasons: dict[str, int] = {}  # why tasks started cold, and how many for each reason
+        super().__init__(cold)
+        self.echo, self.preload = echo, preload
         self.note = ""  # why the starter itself stopped or never started
         self.pids: list[int] = []  # of the tasks started warm
         self._lock = threading.Lock()
@@ -171,17 +209,18 @@ class WarmStarter:
     def __call__(self, full_command: list[str], env_vars: dict | None = None) -> int:
         env_vars = env_vars or {}
         parsed = parse_task_command(full_command)
+        began = time.perf_counter()
         with self._lock:
             why = self._why_cold(parsed, env_vars)
             if why is None:
-                code = self._run_warm(parsed, env_vars)
+                code, cpu_s = self._run_warm(parsed, env_vars)
                 if code is not None:
                     self.started["warm"] += 1
+                    self._account(full_command, "warm", began, cpu_s)
                     return code
                 why = self.note
-            self.started["cold"] += 1
             self.cold_reasons[why] = self.cold_reasons.get(why, 0) + 1
-        return self.cold(full_command=full_command, env_vars=env_vars)
+        return self._run_cold(full_command, env_vars, began)
 
     def _await_ready(self) -> bool:
         if self._ready:
@@ -197,10 +236,11 @@ class WarmStarter:
         self._ready = True
         return True
 
-    def _run_warm(self, parsed, env_vars: dict) -> int | None:
-        """The task's exit code, or None if it could not be handed over (then it runs cold)."""
+    def _run_warm(self, parsed, env_vars: dict) -> tuple[int | None, float | None]:
+        """The task's exit code (None if it could not be handed over: then it runs cold)
+        and its CPU seconds (with those of its child processes), as far as known."""
         if not self._await_ready():
-            return None
+            return None, None
         _, code, args = parsed
         read_end, write_end = os.pipe()
         try:
@@ -210,7 +250,7 @@ class WarmStarter:
         except (OSError, EOFError, ValueError) as exc:
             os.close(read_end)
             self._give_up(f"the warm starter stopped taking tasks ({type(exc).__name__}: {exc})")
-            return None
+            return None, None
         finally:
             os.close(write_end)
         self.pids.append(started["pid"])
@@ -224,10 +264,15 @@ class WarmStarter:
         except (OSError, EOFError, ValueError) as exc:
             self._give_up(f"the warm starter died during a task ({type(exc).__name__})")
             self.echo("linas: the warm starter died before it reported this task's exit status\n", end="")
-            return 1
+            return 1, None
         if status["exit"] < 0:
             self.echo(f"linas: the task's process {exit_description(status['exit'])}\n", end="")
-        return status["exit"]
+        return status["exit"], status["cpu_s"]
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ---- the starter process ----------------------------------------------------------------
@@ -321,8 +366,8 @@ def serve(fd: int, preload: list[str]) -> None:
             _run_task(request["code"], request["args"], request["env"])
         os.close(fds[0])
         _send(sock, {"pid": pid})
-        _, wait_status = os.waitpid(pid, 0)
-        _send(sock, {"exit": os.waitstatus_to_exitcode(wait_status)})
+        _, wait_status, usage = os.wait4(pid, 0)  # usage includes the task's own reaped children
+        _send(sock, {"exit": os.waitstatus_to_exitcode(wait_status), "cpu_s": usage.ru_utime + usage.ru_stime})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Progress a person can follow in `linas pipeline run`: a line per iteration, kfp.local's noise dropped."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -60,6 +61,14 @@ def test_pipeline_run_prints_one_line_per_iteration_and_none_of_kfp_locals_noise
     assert [line.split(":")[1].strip() for line in lines if line.startswith("linas: iteration")] == \
         ["iteration 0", "iteration 1"], out
     assert any(line.startswith("evaluation cache ") and "hits" in line for line in lines)
+    # where the time went: the stages of this run (2 iterations, one MOEA between them), costliest first
+    (stage_line,) = [line for line in lines if line.startswith("time by stage: ")]
+    stages = {part.split(" ")[0]: part for part in stage_line.removeprefix("time by stage: ").split("; ")}
+    assert set(stages) == {"resolve_config", "sample", "evaluate_accuracy", "measure_latency", "train_predictors",
+                           "run_moea", "report", "all"}, stage_line
+    assert stages["measure_latency"].startswith("measure_latency 2x ") and stages["all"].startswith("all 10 tasks ")
+    times = json.loads((tmp_path / "run" / "task-times.json").read_text())
+    assert [t["start"] for t in times["tasks"]] == [start] * 10 and all(t["cpu_s"] > 0 for t in times["tasks"])
     for noise in ("Got executor_input", "KFP Executor", "-" * 40, "have no effect", "DockerRunner", "Executing task",
                   "started cold"):
         assert noise not in out and noise not in err, noise

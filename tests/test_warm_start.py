@@ -6,6 +6,7 @@ end to end."""
 
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -13,8 +14,8 @@ from kfp import dsl
 
 from linas_lib.messages import exit_description
 from pipelines import warm_start
-from pipelines.local import kfp_local
-from pipelines.warm_start import WarmStarter, parse_task_command
+from pipelines.local import kfp_local, stage_times
+from pipelines.warm_start import TaskRunner, WarmStarter, parse_task_command
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner:UserWarning"),
@@ -52,6 +53,30 @@ def fail(how: str):
         os.kill(os.getppid(), signal.SIGKILL)
         return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def burn(seconds: float):
+    """CPU time in this process and as much in a child process of its own."""
+    import subprocess
+    import sys
+    import time
+
+    def spin(s):
+        end = time.process_time() + s
+        while time.process_time() < end:
+            pass
+
+    child = subprocess.Popen([sys.executable, "-c", f"import time\nend = time.process_time() + {seconds}\n"
+                              "while time.process_time() < end: pass"])
+    spin(seconds)
+    child.wait()
+
+
+@dsl.pipeline
+def burns(seconds: float):
+    burn(seconds=seconds)
+    whoami(tag="light")
 
 
 @dsl.pipeline
@@ -161,16 +186,33 @@ def test_a_starter_that_cannot_start_leaves_every_task_cold(tmp_path, monkeypatc
     assert "could not start" in capsys.readouterr().err
 
 
-def test_cold_sessions_use_kfp_local_unchanged(tmp_path):
+def test_cold_sessions_start_each_task_through_kfp_locals_own_function(tmp_path):
     from kfp.local import subprocess_task_handler
 
     original = subprocess_task_handler.run_local_subprocess
-    with kfp_local(str(tmp_path / "kfp"), warm=False) as starter:
-        assert starter is None and subprocess_task_handler.run_local_subprocess is original
+    with kfp_local(str(tmp_path / "kfp"), warm=False) as runner:
+        assert type(runner) is TaskRunner and runner.cold is original
+        assert subprocess_task_handler.run_local_subprocess is runner
         assert not json.loads(whoami(tag="c").output)["preloaded"]
+    assert runner.started == {"warm": 0, "cold": 1} and not runner.cold_reasons
     with kfp_local(str(tmp_path / "kfp2"), preload=PRELOAD):
         assert subprocess_task_handler.run_local_subprocess is not original
     assert subprocess_task_handler.run_local_subprocess is original  # restored
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_each_tasks_wall_and_cpu_time_is_recorded_with_its_child_processes(tmp_path, warm):
+    with kfp_local(str(tmp_path / "kfp"), warm=warm, preload=PRELOAD) as runner:
+        burns(seconds=0.6)
+    heavy, light = runner.tasks
+    assert (heavy["task"], light["task"]) == ("burn", "whoami")
+    assert {heavy["start"], light["start"]} == {"warm" if warm else "cold"}
+    assert heavy["cpu_s"] >= 1.2 and heavy["wall_s"] >= 0.6  # its own 0.6 s and its child's
+    assert light["cpu_s"] < heavy["cpu_s"] - 0.8
+    line = stage_times({"tasks": runner.tasks, "cpu_count": 2, "load_1m": {"before": 0.5, "after": 1.0}})
+    assert re.fullmatch(r"time by stage: burn 1x [\d.]+ s \([\d.]+ CPU-s\); whoami 1x [\d.]+ s \([\d.]+ CPU-s\); "
+                        r"all 2 tasks [\d.]+ s \([\d.]+ CPU-s\) at load 0\.5-1\.0 on 2 cores", line), line
+    assert f"burn 1x {heavy['wall_s']:.1f} s ({heavy['cpu_s']:.1f} CPU-s)" in line
 
 
 def test_only_kfp_locals_component_script_is_recognized():
