@@ -27,6 +27,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Callable, NoReturn
@@ -146,6 +147,7 @@ class WarmStarter(TaskRunner):
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
+        self._errors = None  # the starter's own stderr (its tasks' output goes to kfp.local)
         self.preloaded: list[str] = []  # as the starter reports them once it is ready
         self.skipped: dict[str, str] = {}
         self._ready = False
@@ -157,16 +159,20 @@ class WarmStarter(TaskRunner):
 
     def __exit__(self, *exc) -> None:
         self.close()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
 
     def start(self) -> None:
         """Launch the starter; it preloads in the background until the first task needs it."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._env, self._cwd = dict(os.environ), os.getcwd()
+        self._errors = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.warm_start", str(theirs.fileno()), *self.preload],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, env=self._env, cwd=self._cwd)
+                stderr=self._errors, env=self._env, cwd=self._cwd)
         except OSError as exc:
             ours.close()
             self.note = f"the warm starter could not start ({exc})"
@@ -188,8 +194,16 @@ class WarmStarter(TaskRunner):
             self._proc = None
 
     def _give_up(self, why: str) -> None:
-        self.note = self.note or why
         self.close()
+        self.note = self.note or why + self._last_words()
+
+    def _last_words(self) -> str:
+        """The end of what the starter wrote to stderr, if anything (a traceback, a fatal error)."""
+        if self._errors is None:
+            return ""
+        self._errors.seek(0)
+        lines = self._errors.read().decode(errors="replace").strip().splitlines()
+        return f"; it wrote: {' | '.join(lines[-3:])}" if lines else ""
 
     # ---- tasks ------------------------------------------------------------------------
     def _why_cold(self, parsed, env_vars: dict) -> str | None:

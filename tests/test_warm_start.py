@@ -177,6 +177,17 @@ def test_a_starter_that_dies_during_a_task_fails_that_task_and_says_so(tmp_path,
     assert starter.started == {"warm": 1, "cold": 1} and "died during a task" in starter.note
 
 
+def test_a_starter_that_dies_while_preloading_says_what_it_wrote(tmp_path, monkeypatch, capsys):
+    (tmp_path / "explodes_on_import.py").write_text(
+        "import os, sys\nsys.stderr.write('preload exploded: out of widgets\\n')\nsys.stderr.flush()\nos._exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with kfp_local(str(tmp_path / "kfp"), preload=("json", "explodes_on_import")) as starter:
+        assert json.loads(whoami(tag="x").output)["tag"] == "x"
+    assert starter.started == {"warm": 0, "cold": 1}
+    assert "did not get ready" in starter.note and "it wrote: preload exploded: out of widgets" in starter.note
+    assert "preload exploded: out of widgets" in capsys.readouterr().err
+
+
 def test_a_starter_that_cannot_start_leaves_every_task_cold(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(warm_start.sys, "executable", str(tmp_path / "no-python"))
     with kfp_local(str(tmp_path / "kfp"), preload=PRELOAD) as starter:
