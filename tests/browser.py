@@ -32,7 +32,8 @@ const box=e=>{const b=e.getBoundingClientRect();return [b.left+scrollX,b.top+scr
 let heading='';const tables=[],headings=[];
 for(const e of document.querySelectorAll('h1,h2,table')){
  if(e.tagName==='TABLE')tables.push({heading,box:box(e),head:[...e.tHead.rows[0].cells].map(c=>c.textContent),
-  rows:[...e.tBodies[0].rows].map(r=>[...r.cells].map(c=>c.textContent))});
+  rows:[...e.tBodies[0].rows].map(r=>[...r.cells].map(c=>c.textContent)),
+  row_heights:[...e.tBodies[0].rows].map(r=>r.getBoundingClientRect().height)});
  else{heading=e.textContent;headings.push({text:heading,box:box(e)})}}
 const d=document.documentElement;
 d.dataset.probe=JSON.stringify({errors:__errors,width:innerWidth,height:innerHeight,scrollWidth:d.scrollWidth,

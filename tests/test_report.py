@@ -130,9 +130,13 @@ def test_the_html_report_has_its_sections_units_architectures_and_config(one):
     front = page.table_after("Pareto-optimal sub-networks")
     assert front[0][:6] == ["subnet_id", "iteration", "accuracy (fraction)", "latency@nb201 (ms)",
                             "latency_cv@nb201 (ratio (std/mean))", "latency_p90@nb201 (ms)"]
-    assert front[0][-1] == "architecture (gene=value)" and len(front) == len(summary["pareto"]) + 1
+    assert front[0][-1] == "params (parameters)" and len(front) == len(summary["pareto"]) + 1
+    # what each one is, in a table of its own (its text wraps across the page)
+    architectures = page.table_after("Pareto-optimal architectures")
+    assert architectures[0] == ["subnet_id", "architecture (gene=value)"]
+    assert [row[0] for row in architectures[1:]] == [row[0] for row in front[1:]]
     first = summary["pareto"][0]
-    assert front[1][-1] == ", ".join(f"{g}={v}" for g, v in first["architecture"].items())
+    assert architectures[1][1] == ", ".join(f"{g}={v}" for g, v in first["architecture"].items())
     assert set(first["architecture"]) == {f"edge{i}" for i in range(6)}
     hardware = {row[0]: row[1:] for row in page.table_after("Hardware")}
     assert hardware["field"] == ["nb201"] and hardware["backend"] == ["tabular"] and hardware["device"] == ["cpu"]
@@ -338,6 +342,13 @@ def test_the_report_renders_in_a_real_browser_with_every_plot_and_table_in_place
     front = tables["Pareto-optimal sub-networks"]
     assert len(front["rows"]) == len(pareto["pareto"]) and [r[0] for r in front["rows"]] == \
         [p["subnet_id"] for p in pareto["pareto"]]
+    # a row per sub-network, one line tall; each architecture wraps across the page in a table of its own
+    assert max(front["row_heights"]) <= 30, front["row_heights"]
+    architectures = tables["Pareto-optimal architectures"]
+    assert [r[0] for r in architectures["rows"]] == [p["subnet_id"] for p in pareto["pareto"]]
+    (heading,) = [h for h in probe["headings"] if h["text"] == "Pareto-optimal architectures"]
+    assert architectures["box"][2] >= 0.99 * heading["box"][2]  # as wide as the page's text
+    assert max(architectures["row_heights"]) <= 52, architectures["row_heights"]
     for o in pareto["objectives"]:  # every axis and column says its unit
         assert f"{o['name']} ({pareto['units'][o['name']]})" in front["head"]
     assert [i["alt"] for i in probe["images"]] == [

@@ -124,6 +124,9 @@ def _spread_columns(summary: dict[str, Any]) -> list[str]:
     return [c for k in latencies for c in (str(k.with_statistic("cv")), str(k.with_statistic("p90"))) if c in present]
 
 
+ARCHITECTURE_HEADER = "architecture (gene=value)"
+
+
 def architecture_text(record: dict[str, Any]) -> str:
     """'edge0=nor_conv_3x3, edge1=none, ...': each gene's value, else the raw encoding."""
     arch = record.get("architecture")
@@ -139,10 +142,16 @@ def _front_table(summary: dict[str, Any], architecture: bool = True) -> tuple[li
     header = ["subnet_id", "iteration", *(axis_label(summary, c) for c in columns)]
     rows = [[r["subnet_id"], str(r["iteration"]), *(_fmt(r.get(c, "")) for c in columns)] for r in summary["pareto"]]
     if architecture:
-        header.append("architecture (gene=value)")
+        header.append(ARCHITECTURE_HEADER)
         for row, record in zip(rows, summary["pareto"]):
             row.append(architecture_text(record))
     return header, rows
+
+
+def _architecture_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """What each Pareto-optimal sub-network is: in a table of its own in HTML, so its long
+    text wraps across the page, and the front's figures stay a row each."""
+    return ["subnet_id", ARCHITECTURE_HEADER], [[r["subnet_id"], architecture_text(r)] for r in summary["pareto"]]
 
 
 def _quality_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -382,10 +391,15 @@ def markdown_report(summary: dict[str, Any], config: dict[str, Any] | None = Non
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    head = "".join(f'<th class="arch">{html.escape(h)}</th>' if h == ARCHITECTURE_HEADER else f"<th>{html.escape(h)}</th>"
+                   for h in header)
+    # an architecture reads as wrapped text in a wide cell, not one gene per line in a narrow one
+    cell = ['<td class="arch">' if h == ARCHITECTURE_HEADER else "<td>" for h in header]
+    body = "".join("<tr>" + "".join(f"{td}{html.escape(c)}</td>" for td, c in zip(cell, r)) + "</tr>" for r in rows)
+    # with architectures, the table spans the page and their column takes the width left
+    table = '<table class="wide">' if ARCHITECTURE_HEADER in header else "<table>"
     # a wide table (many objectives, long architectures) scrolls in its box, never the page
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return f'<div class="scroll">{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _html_section(title: str, note: str, table: tuple[list[str], list[list[str]]]) -> str:
@@ -424,6 +438,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width
 table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
 th {{ background: #f3f3f3; }}
+table.wide {{ width: 100%; }} .arch {{ text-align: left; }} td.arch {{ font-size: 0.8rem; line-height: 1.3; }}
 .kpi {{ display: inline-block; margin-right: 2rem; }} .kpi b {{ font-size: 1.4rem; display: block; }}
 .warning {{ background: #fff3cd; border-left: 4px solid #e0a800; padding: 0.5rem 1rem; }}
 img {{ max-width: 100%; }} pre {{ font-size: 0.8rem; }} .scroll {{ overflow-x: auto; }}
@@ -442,7 +457,9 @@ img {{ max-width: 100%; }} pre {{ font-size: 0.8rem; }} .scroll {{ overflow-x: a
 <p>{html.escape(hypervolume_note(summary))}</p>
 {_img("Hypervolume (share of the box, 0-1) against real evaluations", hypervolume_plot(summary, frame))}
 <h2>Pareto-optimal sub-networks</h2>
-{_html_table(*_front_table(summary))}
+{_html_table(*_front_table(summary, architecture=False))}
+<h2>Pareto-optimal architectures</h2>
+{_html_table(*_architecture_table(summary))}
 {"".join(_html_section(*section) for section in _sections(summary))}
 {_config_html(config)}
 </body></html>
