@@ -71,6 +71,11 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     checkpoint = prepare_checkpoint(config.supernet)  # trained once here, not in every task
     if not Path(checkpoint).is_file():  # a tabular plugin's marker: its tasks need no weights
         checkpoint = ""
+    plan = config.search.plan()
+    sizes = f"{plan[0]} per iteration" if len(set(plan)) == 1 else "per iteration " + ", ".join(map(str, plan))
+    targets = ", ".join(t.name for t in config.latency_targets) or "none"
+    print(f"linas: {config.name}: up to {len(plan)} iterations measuring {sum(plan)} sub-networks ({sizes}; "
+          f"latency targets: {targets}) through kfp.local into {args.out}; a line per iteration follows", flush=True)
     out = run_local(config, str(args.out), checkpoint=checkpoint, warm=not args.cold_start)
     summary = RunStore(str(out)).load_summary()
     from linas_lib.cache import cache_uri

@@ -58,6 +58,10 @@ def test_pipeline_run_prints_one_line_per_iteration_and_none_of_kfp_locals_noise
     assert main(["pipeline", "run", str(config), "--out", str(tmp_path / "run"), *cold]) == 0
     out, err = capfd.readouterr()
     lines = [line.strip() for line in out.splitlines()]
+    # before the first task: what is about to run, so a quiet first minute is not a hang
+    assert lines[0] == (f"linas: nb-progress: up to 2 iterations measuring 16 sub-networks (8 per iteration; "
+                        f"latency targets: nb201) through kfp.local into {tmp_path / 'run'}; a line per iteration "
+                        f"follows"), lines[:3]
     assert [line.split(":")[1].strip() for line in lines if line.startswith("linas: iteration")] == \
         ["iteration 0", "iteration 1"], out
     assert any(line.startswith("evaluation cache ") and "hits" in line for line in lines)
