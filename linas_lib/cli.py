@@ -49,6 +49,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)  # first: a bad config is reported before the search's imports
     from linas_lib.cache import open_cache
+    from linas_lib.messages import warn_if_busy
     from linas_lib.objectives import supernet_measure
     from linas_lib.report import write_reports
     from linas_lib.runs import RunStateError, RunStore
@@ -62,6 +63,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise RunStateError(f"{run.uri} holds an unfinished run: resume it with `linas search {args.config} "
                             f"--resume {run.uri}`, or start it over with --fresh (its measurements stay cached)")
     supernet = load_supernet(config.supernet)
+    warn_if_busy()
     cache = open_cache(config, location, supernet, config.supernet.checkpoint)
     driver = run_validation if config.search.mode == "validation" else run_linas
     summary = driver(config, supernet.space, supernet_measure(config, supernet, cache), run=run, resume=resume)

@@ -1,5 +1,5 @@
-"""How error messages quote a value they were given (its repr, cut to a readable length)
-and how they tell a child process's end.
+"""How error messages quote a value they were given (its repr, cut to a readable length),
+how they tell a child process's end, and the warning a long job gives on a busy host.
 
 A hostile or mistaken input (a 10,000-gene list, a whole YAML document in one field)
 must not flood the terminal; the start of it is enough to recognise it.
@@ -7,6 +7,7 @@ must not flood the terminal; the start of it is enough to recognise it.
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Any
 
 
@@ -25,3 +26,13 @@ def exit_description(code: int | None) -> str:
     except ValueError:
         return f"was killed by signal {-code}"
     return f"was killed by signal {-code} ({name}" + (": often the out-of-memory killer)" if -code == signal.SIGKILL else ")")
+
+
+def warn_if_busy() -> None:
+    """Before a long job (training, a search, a pipeline run): one warning line on stderr
+    if the host is already busier than its CPUs."""
+    from linas_lib.backends.timing import busy_host_note
+
+    note = busy_host_note()
+    if note:
+        print(f"linas: warning: {note}", file=sys.stderr, flush=True)

@@ -64,6 +64,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from linas_lib.runs import RunStore
     from linas_lib.supernets import prepare_checkpoint
     from linas_lib.api.store import get_json
+    from linas_lib.messages import warn_if_busy
     from pipelines.local import TASK_TIMES, run_local, stage_times
 
     # always local (kfp.local): a cluster run is `linas pipeline submit`; --local stays accepted
@@ -76,6 +77,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     targets = ", ".join(t.name for t in config.latency_targets) or "none"
     print(f"linas: {config.name}: up to {len(plan)} iterations measuring {sum(plan)} sub-networks ({sizes}; "
           f"latency targets: {targets}) through kfp.local into {args.out}; a line per iteration follows", flush=True)
+    warn_if_busy()
     out = run_local(config, str(args.out), checkpoint=checkpoint, warm=not args.cold_start)
     summary = RunStore(str(out)).load_summary()
     from linas_lib.cache import cache_uri

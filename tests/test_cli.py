@@ -117,3 +117,28 @@ def test_make_clean_forgets_everything(tmp_path):
     assert result.returncode == 0, result.stderr
     left = sorted(p.relative_to(clone).as_posix() for p in clone.rglob("*"))
     assert left == [".cache", "Makefile", "constraints.txt", "notes.txt", "pyproject.toml"], left
+
+
+@pytest.mark.parametrize("per_cpu", [0.2, 1.6, 7.0])
+def test_a_search_on_a_busy_host_says_so_before_it_starts(tmp_path, capsys, monkeypatch, per_cpu):
+    """Above 1.5 runnable processes per usable CPU a run warns first, with the share of a CPU
+    each of its processes will get: a slow run explained, not a mystery."""
+    import yaml
+
+    from linas_lib.backends.timing import usable_cpus
+
+    config = tmp_path / "nb.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "busy", "supernet": {"name": "nasbench201", "params": {"dataset": "cifar10"}},
+        "objectives": ["accuracy", "latency"], "targets": [{"name": "nb201", "backend": "tabular"}],
+        "search": {"population": 4, "evaluations": 8, "inner": {"evaluations": 40, "population": 8}}}))
+    cpus = usable_cpus()
+    load = per_cpu * cpus
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))  # the host's load as the kernel reports it
+    assert main(["search", str(config), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert ("linas: warning: the host is busy" in err) == (per_cpu > 1.5), err
+    if per_cpu > 1.5:
+        share = cpus / (load + 1)
+        assert f"(load average {load:.1f} on {cpus} usable CPUs): each process of this run gets about {share:.0%} " \
+               f"of a CPU, so it runs about {1 / share:.0f}x slower" in err and "latencies timed now will be noisy" in err

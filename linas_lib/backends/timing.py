@@ -141,6 +141,23 @@ def usable_cpus() -> int:
     return usable
 
 
+BUSY_LOAD_PER_CPU = 1.5  # a load average above this many runnable processes per usable CPU: a busy host
+
+
+def busy_host_note(load_1m: float | None = None) -> str | None:
+    """A warning for the start of a long job on a host already busier than its CPUs (None
+    on a quieter one), so a slow run is understood: what share of a CPU each of its
+    processes will get beside the others, and that latencies timed now will be noisy."""
+    load = os.getloadavg()[0] if load_1m is None else load_1m
+    cpus = usable_cpus()
+    if load <= BUSY_LOAD_PER_CPU * cpus:
+        return None
+    share = min(1.0, cpus / (load + 1))  # beside `load` runnable processes, one of ours
+    return (f"the host is busy (load average {load:.1f} on {cpus} usable CPUs): each process of this run gets "
+            f"about {share:.0%} of a CPU, so it runs about {1 / share:.0f}x slower than on a quiet host, and "
+            f"latencies timed now will be noisy")
+
+
 @lru_cache(maxsize=1)
 def host_details() -> dict:
     """Recorded with each measurement, never part of the cache key: the OS, Python and how

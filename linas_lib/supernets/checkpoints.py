@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from linas_lib.messages import warn_if_busy
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, tampered with, or not this plugin's."""
@@ -156,6 +158,8 @@ class TrainedOnce:
         return str(path)
 
     def train(self, path: str | os.PathLike[str]) -> str:
+        if getattr(self, "progress", False):  # said before minutes of training, not after
+            warn_if_busy()
         with torch_threads(self.threads):
             net, extra = self.fit()
         state = {k: v.cpu() for k, v in net.state_dict().items()}
