@@ -61,10 +61,10 @@ def cmd_pipeline_compile(args: argparse.Namespace) -> int:
 
 @_needs(*KFP)
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
-    from linas_lib.runs import RunStore
-    from linas_lib.supernets import prepare_checkpoint
     from linas_lib.api.store import get_json
     from linas_lib.messages import warn_if_busy
+    from linas_lib.runs import RunStore
+    from linas_lib.supernets import prepare_checkpoint
     from pipelines.local import TASK_TIMES, run_local, stage_times
 
     # always local (kfp.local): a cluster run is `linas pipeline submit`; --local stays accepted

@@ -129,7 +129,7 @@ def stage_times(task_times: dict) -> str:
     wall, cpu = sum(v[1] for v in stages.values()), sum(v[2] for v in stages.values())
     load = task_times["load_1m"]
     return (f"time by stage: {'; '.join(parts)}; all {len(task_times['tasks'])} tasks {_seconds(wall)} s "
-            f"({_seconds(cpu)} CPU-s) at load {load['before']:.1f}-{load['after']:.1f} on {task_times['cpu_count']} cores")
+            f"({_seconds(cpu)} CPU-s) at load {load['before']:.1f}-{load['after']:.1f} on {task_times['cpu_count']} CPUs")
 
 
 def _seconds(value: float) -> str:

@@ -15,6 +15,9 @@ Everything else runs cold, exactly as kfp.local would: a command in any other sh
 task whose environment changes what the preloaded modules read at import (thread
 counts, devices, paths), a changed working directory or environment of this process, or
 a starter that failed or died. The cluster never sees any of this: pods start cold.
+
+Warm or cold, each task's wall and CPU seconds (its own child processes included) are
+recorded (`TaskRunner.tasks`): `pipeline run` says per stage where a run's time went.
 """
 from __future__ import annotations
 

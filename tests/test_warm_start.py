@@ -224,7 +224,7 @@ def test_each_tasks_wall_and_cpu_time_is_recorded_with_its_child_processes(tmp_p
     line = stage_times({"tasks": runner.tasks, "cpu_count": 2, "load_1m": {"before": 0.5, "after": 1.0}})
     stage = r"(\w+) 1x ([\d.]+) s \([\d.]+ CPU-s\)"
     match = re.fullmatch(rf"time by stage: {stage}; {stage}; all 2 tasks [\d.]+ s \([\d.]+ CPU-s\) "
-                         r"at load 0\.5-1\.0 on 2 cores", line)
+                         r"at load 0\.5-1\.0 on 2 CPUs", line)
     assert match and {match[1], match[3]} == {"burn", "whoami"}, line
     assert float(match[2]) >= float(match[4])  # the longest first
     assert f"burn 1x {heavy['wall_s']:.1f} s ({heavy['cpu_s']:.1f} CPU-s)" in line
