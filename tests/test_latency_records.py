@@ -94,7 +94,8 @@ def test_noisy_targets_are_flagged_in_the_summary_and_warned_about(toy, tmp_path
     # no threshold (a sub-millisecond call on a busy host can reach any CV): nothing flagged
     quiet = tmp_path / "quiet"
     assert main(["search", _search_config(tmp_path, None), "--out", str(quiet)]) == 0
-    assert "noisy" not in capsys.readouterr().err
+    # (on a busy test host the run may warn about the load first; that is not a flagged target)
+    assert "latencies stayed noisy" not in capsys.readouterr().err
     assert RunStore(str(quiet)).load_summary()["noisy_targets"] == {}
 
 
