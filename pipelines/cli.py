@@ -79,14 +79,15 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
           f"latency targets: {targets}) through kfp.local into {args.out}; a line per iteration follows", flush=True)
     warn_if_busy()
     out = run_local(config, str(args.out), checkpoint=checkpoint, warm=not args.cold_start)
-    summary = RunStore(str(out)).load_summary()
+    run = RunStore(str(out))
+    summary = run.load_summary()
     from linas_lib.cache import cache_uri
 
     # the line `linas search` prints
     print(f"evaluation cache {cache_uri(config, str(out))}: {summary['cache']['hits']} hits, "
           f"{summary['cache']['misses']} misses")
     print_result(summary, out)
-    print(stage_times(get_json(RunStore(str(out)).store, TASK_TIMES)))
+    print(stage_times(get_json(run.store, TASK_TIMES)))
     return 0
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 from linas_lib.api.store import put_json
+from linas_lib.backends.timing import load_average_1m, usable_cpus
 from linas_lib.config import LinasConfig
 from linas_lib.stores.local import LocalStore
 from pipelines.linas_pipeline import build_pipeline
@@ -105,25 +105,27 @@ def run_local(config: LinasConfig, out_dir: str, checkpoint: str = "", quiet: bo
     with each task's wall and CPU time in TASK_TIMES. `quiet` and `warm` as for `kfp_local`."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()[0]
+    load_before = load_average_1m()
     with kfp_local(str(out / "kfp"), quiet=quiet, warm=warm) as runner:
         pipeline = build_pipeline(config)
         try:
             pipeline(checkpoint=checkpoint, store_uri=str(out))
         finally:  # a failed run's times say where it spent its time before it failed
             put_json(LocalStore(str(out)), TASK_TIMES, {
-                "format": "linas-task-times/1", "cpu_count": os.cpu_count(),
-                "load_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+                "format": "linas-task-times/1", "cpu_count": usable_cpus(),
+                "load_1m": {"before": round(load_before, 2), "after": round(load_average_1m(), 2)},
                 "tasks": runner.tasks})
     return out
 
 
 def stage_times(task_times: dict) -> str:
     """One line: wall and CPU seconds per kind of task, the costliest first, and the total."""
-    stages: dict[str, list[float]] = {}
+    stages: dict[str, list[float]] = {}  # task function: [count, wall, CPU]
     for task in task_times["tasks"]:
-        n, wall, cpu = stages.setdefault(task["task"], [0, 0.0, 0.0])
-        stages[task["task"]] = [n + 1, wall + task["wall_s"], cpu + (task["cpu_s"] or 0.0)]
+        stage = stages.setdefault(task["task"], [0, 0.0, 0.0])
+        stage[0] += 1
+        stage[1] += task["wall_s"]
+        stage[2] += task["cpu_s"] or 0.0
     parts = [f"{name} {n}x {_seconds(wall)} s ({_seconds(cpu)} CPU-s)"
              for name, (n, wall, cpu) in sorted(stages.items(), key=lambda item: -item[1][1])]
     wall, cpu = sum(v[1] for v in stages.values()), sum(v[2] for v in stages.values())

@@ -117,19 +117,18 @@ class TaskRunner:
         pass
 
     def __call__(self, full_command: list[str], env_vars: dict | None = None) -> int:
-        return self._run_cold(full_command, env_vars or {}, time.perf_counter())
+        return self._run_cold(full_command, env_vars or {}, parse_task_command(full_command), time.perf_counter())
 
-    def _run_cold(self, full_command: list[str], env_vars: dict, began: float) -> int:
+    def _run_cold(self, full_command: list[str], env_vars: dict, parsed, began: float) -> int:
         self.started["cold"] += 1
         # kfp.local runs one task at a time: the children's CPU time that grows meanwhile is this task's
         before = _children_cpu_s()
         try:
             return self.cold(full_command=full_command, env_vars=env_vars)
         finally:
-            self._account(full_command, "cold", began, _children_cpu_s() - before)
+            self._account(parsed, "cold", began, _children_cpu_s() - before)
 
-    def _account(self, full_command: list[str], start: str, began: float, cpu_s: float | None) -> None:
-        parsed = parse_task_command(full_command)
+    def _account(self, parsed, start: str, began: float, cpu_s: float | None) -> None:
         args = parsed[2] if parsed else []
         name = args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args[:-1] else "?"
         self.tasks.append({"task": name, "start": start, "wall_s": round(time.perf_counter() - began, 3),
@@ -233,11 +232,11 @@ class WarmStarter(TaskRunner):
                 code, cpu_s = self._run_warm(parsed, env_vars)
                 if code is not None:
                     self.started["warm"] += 1
-                    self._account(full_command, "warm", began, cpu_s)
+                    self._account(parsed, "warm", began, cpu_s)
                     return code
                 why = self.note
             self.cold_reasons[why] = self.cold_reasons.get(why, 0) + 1
-        return self._run_cold(full_command, env_vars, began)
+        return self._run_cold(full_command, env_vars, parsed, began)
 
     def _await_ready(self) -> bool:
         if self._ready:

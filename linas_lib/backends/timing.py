@@ -60,7 +60,7 @@ def time_calls(
         repeats=len(arr),
         cpu_median_ms=float(np.median(carr)),
         cpu_cv=_cv(carr),
-        load_1m=_load_1m(),
+        load_1m=load_average_1m(),
     )
 
 
@@ -68,7 +68,8 @@ def _cv(arr: np.ndarray) -> float:
     return float(arr.std() / arr.mean()) if arr.size and arr.mean() > 0 else float("nan")
 
 
-def _load_1m() -> float:
+def load_average_1m() -> float:
+    """The host's 1-minute load average (NaN where the platform has none)."""
     try:
         return float(os.getloadavg()[0])
     except (OSError, AttributeError):
@@ -148,11 +149,11 @@ def busy_host_note(load_1m: float | None = None) -> str | None:
     """A warning for the start of a long job on a host already busier than its CPUs (None
     on a quieter one), so a slow run is understood: what share of a CPU each of its
     processes will get beside the others, and that latencies timed now will be noisy."""
-    load = os.getloadavg()[0] if load_1m is None else load_1m
+    load = load_average_1m() if load_1m is None else load_1m
     cpus = usable_cpus()
-    if load <= BUSY_LOAD_PER_CPU * cpus:
+    if not load > BUSY_LOAD_PER_CPU * cpus:  # NaN (no load average) is not busy either
         return None
-    share = min(1.0, cpus / (load + 1))  # beside `load` runnable processes, one of ours
+    share = cpus / (load + 1)  # beside `load` runnable processes, one of ours (below 1 here)
     return (f"the host is busy (load average {load:.1f} on {cpus} usable CPUs): each process of this run gets "
             f"about {share:.0%} of a CPU, so it runs about {1 / share:.0f}x slower than on a quiet host, and "
             f"latencies timed now will be noisy")

@@ -391,11 +391,10 @@ def markdown_report(summary: dict[str, Any], config: dict[str, Any] | None = Non
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f'<th class="arch">{html.escape(h)}</th>' if h == ARCHITECTURE_HEADER else f"<th>{html.escape(h)}</th>"
-                   for h in header)
     # an architecture reads as wrapped text in a wide cell, not one gene per line in a narrow one
-    cell = ['<td class="arch">' if h == ARCHITECTURE_HEADER else "<td>" for h in header]
-    body = "".join("<tr>" + "".join(f"{td}{html.escape(c)}</td>" for td, c in zip(cell, r)) + "</tr>" for r in rows)
+    attrs = [' class="arch"' if h == ARCHITECTURE_HEADER else "" for h in header]
+    head = "".join(f"<th{a}>{html.escape(h)}</th>" for a, h in zip(attrs, header))
+    body = "".join("<tr>" + "".join(f"<td{a}>{html.escape(c)}</td>" for a, c in zip(attrs, r)) + "</tr>" for r in rows)
     # with architectures, the table spans the page and their column takes the width left
     table = '<table class="wide">' if ARCHITECTURE_HEADER in header else "<table>"
     # a wide table (many objectives, long architectures) scrolls in its box, never the page
