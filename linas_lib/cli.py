@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser(argv, groups).parse_args(argv)
     from linas_lib.config import ConfigError  # after parsing: `linas --help` never imports the config model
+    from linas_lib.messages import new_command
+
+    new_command()
 
     try:
         return args.func(args)

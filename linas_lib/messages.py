@@ -28,11 +28,22 @@ def exit_description(code: int | None) -> str:
     return f"was killed by signal {-code} ({name}" + (": often the out-of-memory killer)" if -code == signal.SIGKILL else ")")
 
 
+_busy_warned = False  # once per command: a search that trains first says it once, not twice
+
+
 def warn_if_busy() -> None:
     """Before a long job (training, a search, a pipeline run): one warning line on stderr
-    if the host is already busier than its CPUs."""
+    if the host is already busier than its CPUs, at most once per command."""
+    global _busy_warned
     from linas_lib.backends.timing import busy_host_note
 
-    note = busy_host_note()
+    note = None if _busy_warned else busy_host_note()
     if note:
         print(f"linas: warning: {note}", file=sys.stderr, flush=True)
+        _busy_warned = True
+
+
+def new_command() -> None:
+    """A new `linas` command begins (cli.main): its long jobs may warn again."""
+    global _busy_warned
+    _busy_warned = False

@@ -119,6 +119,26 @@ def test_make_clean_forgets_everything(tmp_path):
     assert left == [".cache", "Makefile", "constraints.txt", "notes.txt", "pyproject.toml"], left
 
 
+def test_a_search_that_trains_on_a_busy_host_warns_once(tmp_path, capsys, monkeypatch):
+    """Training warns before its minutes, and the search would warn again right after: one
+    command, one warning."""
+    import yaml
+
+    monkeypatch.setenv("LINAS_CACHE", str(tmp_path / "checkpoints"))  # nothing cached: it trains
+    config = tmp_path / "cnn.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "busy-cnn", "objectives": ["accuracy", "macs"],
+        "supernet": {"name": "elastic_cnn", "params": {"epochs": 1, "batch_size": 64, "train_limit": 128,
+                                                       "calibration_images": 64, "ranks": 1}},
+        "search": {"mode": "validation", "algorithm": "random", "population": 2, "evaluations": 2}}))
+    load = 40.0
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert main(["search", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().err.count("linas: warning: the host is busy") == 1
+    assert main(["search", str(config), "--out", str(tmp_path / "again")]) == 0  # the next command: again
+    assert capsys.readouterr().err.count("linas: warning: the host is busy") == 1
+
+
 @pytest.mark.parametrize("per_cpu", [0.2, 1.6, 7.0])
 def test_a_search_on_a_busy_host_says_so_before_it_starts(tmp_path, capsys, monkeypatch, per_cpu):
     """Above 1.5 runnable processes per usable CPU a run warns first, with the share of a CPU

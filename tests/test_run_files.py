@@ -82,3 +82,19 @@ def test_a_run_saved_before_a_setting_existed_still_resumes():
     assert _config_differences(saved, current) == ["measurement.max_latency_cv: None -> 0.2"]
     current["seed"] = 3
     assert "seed: 0 -> 3" in _config_differences(saved, current)
+
+
+def test_stored_documents_keep_their_order_so_genes_read_in_the_spaces_order(tmp_path):
+    """An architecture is written gene by gene in the space's order: depth before the blocks
+    it governs, layer2 before layer10; sorted keys would put s0.depth last and layer10 first.
+    The report rendered from the stored summary lists them the same way."""
+    from linas_lib.report import architecture_text
+
+    genes = {"s0.depth": 2, "s0.b0.kernel": 7, "s0.b0.expand": 6, "layer2.width": 8, "layer10.width": 16}
+    summary = {"name": "x", "objectives": [], "units": {}, "pareto": [{"subnet_id": "a", "architecture": genes}]}
+    run = RunStore(str(tmp_path / "run"))
+    run.save_results(summary)
+    for name in ("summary.json", "pareto.json"):
+        stored = json.loads((tmp_path / "run" / name).read_text())["pareto"][0]["architecture"]
+        assert list(stored) == list(genes), name
+    assert architecture_text(run.load_summary()["pareto"][0]).startswith("s0.depth=2, s0.b0.kernel=7")

@@ -162,7 +162,9 @@ def get_checked(store: Store, key: str) -> bytes:
 
 
 def put_json(store: Store, key: str, obj: Any) -> None:
-    put_checked(store, key, json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode())
+    # In the order the document was built, not sorted: an architecture's genes then read in
+    # the search space's order (s0.depth before s0.b0.kernel, layer2 before layer10).
+    put_checked(store, key, json.dumps(obj, indent=2, default=_json_default).encode())
 
 
 def get_json(store: Store, key: str) -> Any:
