@@ -105,6 +105,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
     rows = measure_one(config, supernet, encoding, targets)
     drawn = f" (random, --seed {seed})" if random else ""
     print(f"sub-network {supernet.space.key(encoding)}{drawn}: {encoding.tolist()}")
+    genes = supernet.space.decode(encoding)  # what it is, in the space's order (hidden genes left out)
+    print("architecture: " + ", ".join(f"{gene}={value}" for gene, value in genes.items()))
+    size = [f"{rows[0][name]:,.0f} {unit}" for name, unit in (("macs", "MACs per sample"), ("params", "parameters"))
+            if rows and rows[0].get(name) is not None]
+    if size:
+        print("size: " + ", ".join(size))
     columns = ["target", "backend", "precision", "batch", "threads", "latency_ms", "cv", "p90_ms", "cpu_ms",
                "load_1m", supernet.quality_metric, "error"]
     table = [[_cell(r.get(c)) for c in columns] for r in rows]

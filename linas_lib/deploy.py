@@ -76,6 +76,8 @@ def measure_one(config: LinasConfig, supernet, encoding: np.ndarray, target_name
                                                        quality["values"].get(supernet.quality_metric)),
             "error": "; ".join(e for e in (quality["error"], lat["error"]) if e),
             "backend_version": fp.get("backend_version", ""),
+            # the sub-network's own, the same on every target
+            **{k: quality["values"][k] for k in ("macs", "params") if k in quality["values"]},
         })
     return rows
 

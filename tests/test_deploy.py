@@ -13,6 +13,13 @@ from linas_lib.runs import RunStore
 from conftest import SMOKE_YAML
 
 
+def _table_rows(out: str) -> list[list[str]]:
+    """The per-target rows of `linas measure`'s table (below its header and rule)."""
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("target "))
+    return [line.split() for line in lines[header + 2:]]
+
+
 def _config_with_targets(tmp_path) -> str:
     data = yaml.safe_load(SMOKE_YAML.read_text())
     fast = {"batch_size": 8, "threads": 1, "warmup": 2, "min_repeats": 5, "min_time_s": 0.02}
@@ -32,7 +39,11 @@ def test_measure_prints_one_row_per_target(tmp_path, smoke_checkpoint, capsys):
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("sub-network ")
-    rows = [line.split() for line in lines[3:]]
+    # what it is and its size, once: the genes in the space's order (a stage's depth first), MACs, parameters
+    assert lines[1].startswith("architecture: s0.depth=") and lines[2].startswith("size: ")
+    macs, params = (int(part.split()[0].replace(",", "")) for part in lines[2].removeprefix("size: ").split(", "))
+    assert lines[2].endswith(" MACs per sample, " + f"{params:,} parameters") and macs > params > 0
+    rows = _table_rows(out)
     assert [r[0] for r in rows] == ["cpu-ort", "cpu-ov-int8"]
     for row in rows:
         assert float(row[5]) > 0  # latency_ms
@@ -140,7 +151,7 @@ def test_measure_latency_only_setup_needs_no_quality(tmp_path, capsys):
     code = main(["measure", str(path)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
-    (row,) = [line.split() for line in captured.out.splitlines()[3:]]
+    (row,) = _table_rows(captured.out)
     assert row[0] == "cpu-ort" and float(row[5]) > 0 and len(row) == 10  # no accuracy, no error
 
 

@@ -54,7 +54,9 @@ def test_lut_build_reports_coverage_and_a_lut_target_measures_from_it(tmp_path, 
     code = main(["measure", _config(tmp_path, table), "--subnet", "[2, 2, 2, 2]", "--targets", "cpu-lut"])
     captured = capsys.readouterr()
     assert code == 0, captured.out
-    (row,) = [line.split() for line in captured.out.splitlines()[3:]]
+    lines = captured.out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("target "))
+    (row,) = [line.split() for line in lines[header + 2:]]
     assert row[:2] == ["cpu-lut", "lut"] and float(row[5]) > 0
 
 
