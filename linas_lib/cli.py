@@ -210,7 +210,8 @@ def build_parser(argv: list[str] | None = None, groups: dict | None = None) -> a
     search.add_argument("config", type=Path, help=CONFIG_HELP)
     where = search.add_mutually_exclusive_group(required=True)
     # plain strings: Path would fold s3://bucket into s3:/bucket
-    where.add_argument("--out", help="run directory or s3:// URI (a finished run there seeds a recurring re-search)")
+    where.add_argument("-o", "--out",
+                       help="run directory or s3:// URI (a finished run there seeds a recurring re-search)")
     where.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last step")
     search.add_argument("--fresh", action="store_true", help="start over where an unfinished run lies")
     search.set_defaults(func=cmd_search)
@@ -234,7 +235,7 @@ def build_parser(argv: list[str] | None = None, groups: dict | None = None) -> a
     export.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
                         help="ONNX (FP32), or OpenVINO IR (FP32 weights, or INT8 with --int8); default onnx")
     export.add_argument("--int8", action="store_true", help="OpenVINO INT8 via NNCF post-training quantization")
-    export.add_argument("--out", help="output folder (default: RUN_DIR/exports)")
+    export.add_argument("-o", "--out", help="output folder (default: RUN_DIR/exports)")
     export.set_defaults(func=cmd_export)
 
     lut = sub.add_parser("lut", help="latency lookup tables").add_subparsers(dest="action", required=True)
@@ -244,7 +245,7 @@ def build_parser(argv: list[str] | None = None, groups: dict | None = None) -> a
     lut_build.add_argument("--target", required=True, metavar="T",
                            help="the config's target whose backend measures (its device, precision, threads "
                                 "and batch size are the table's)")
-    lut_build.add_argument("--out", required=True, metavar="TABLE", help="the table to write (JSON)")
+    lut_build.add_argument("-o", "--out", required=True, metavar="TABLE", help="the table to write (JSON)")
     lut_build.add_argument("--subnets", type=int, default=30,
                            help="random sub-networks whose units are measured, besides the smallest and "
                                 "largest (default 30)")

@@ -159,8 +159,8 @@ def add_pipeline_commands(sub) -> argparse.ArgumentParser:
     actions = pipeline.add_subparsers(dest="action", required=True)
     compile_ = actions.add_parser("compile", help="compile the pipeline to a KFP package (YAML)")
     compile_.add_argument("config", type=Path, help=CONFIG_HELP)
-    compile_.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.yaml",
-                          help="the package to write (its folder is created)")
+    compile_.add_argument("-o", "--out", "--output", dest="output", type=Path, required=True,
+                          metavar="FILE.yaml", help="the package to write (its folder is created)")
     compile_.set_defaults(func=cmd_pipeline_compile)
 
     run = actions.add_parser("run", help="run the pipeline locally with kfp.local")
@@ -168,7 +168,7 @@ def add_pipeline_commands(sub) -> argparse.ArgumentParser:
     run.add_argument("--local", action="store_true",
                      help="execute with kfp.local's SubprocessRunner (the default and only choice: "
                           "a cluster run is `linas pipeline submit`)")
-    run.add_argument("--out", type=Path, required=True, help="run directory")
+    run.add_argument("-o", "--out", type=Path, required=True, help="run directory")
     run.add_argument("--cold-start", action="store_true",
                      help="start every task in a fresh interpreter, as kfp.local does, instead of forking it "
                           "from one that has imported the stages' modules (2-5 CPU-seconds more per task)")

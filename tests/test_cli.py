@@ -36,6 +36,19 @@ def test_every_argument_has_help():
     assert not missing, missing
 
 
+def test_every_command_that_writes_takes_o_and_out_alike():
+    """`-o` and `--out` name what a command writes, whichever command it is (compile's
+    `--output` stays accepted)."""
+    writers = {}
+    for words, parser in _commands(build_parser()):
+        for action in parser._actions:
+            if {"-o", "--out", "--output"} & set(action.option_strings):
+                writers[" ".join(words)] = set(action.option_strings)
+    assert set(writers) == {"search", "export", "lut build", "predictors evaluate", "pipeline compile",
+                            "pipeline run"}, writers
+    assert all({"-o", "--out"} <= options for options in writers.values()), writers
+
+
 def _readme_cli_block() -> str:
     text = (ROOT / "README.md").read_text()
     section = text.split("## The CLI", 1)[1]

@@ -454,7 +454,7 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
     )
     ev.add_argument("measurements", type=Path, help="a measurements.parquet file or a run directory holding one")
-    ev.add_argument("--out", type=Path, required=True, help="output directory")
+    ev.add_argument("-o", "--out", type=Path, required=True, help="output directory")
     ev.add_argument("--objectives", type=_name_list, default=None,
                     help="comma-separated objective columns (default: every measured objective)")
     ev.add_argument("--predictors", type=_name_list, default=None,
