@@ -88,6 +88,7 @@ def export_subnet(run_dir: str, subnet_id: str, fmt: str, int8: bool = False, ou
     from linas_lib.config import config_from_dict
     from linas_lib.measurements import encodings
     from linas_lib.runs import RunStore
+    from linas_lib.search.core import plain_records
     from linas_lib.supernets import load_supernet
 
     if fmt not in ("onnx", "openvino"):
@@ -129,9 +130,11 @@ def export_subnet(run_dir: str, subnet_id: str, fmt: str, int8: bool = False, ou
         path = folder / f"{stem}.xml"
         # FP32 as measured: save_model would otherwise compress the weights to FP16
         ov.save_model(backend.to_model(module, inputs, calibration), str(path), compress_to_fp16=False)
+    # the measured record as pareto.json writes it: plain JSON (no NaN, no predictions), an ISO time
+    (record,) = plain_records(row.iloc[:1], supernet.space)
+    what = {key: record.pop(key) for key in ("subnet_id", "encoding", "architecture")}
     (folder / f"{stem}.json").write_text(json.dumps({
-        "subnet_id": subnet_id, "encoding": encoding.tolist(), "architecture": {k: str(v) for k, v in supernet.space.decode(encoding).items()},
-        "supernet": config.supernet.name, "checkpoint_digest": getattr(supernet, "checkpoint_digest", None),
-        "format": fmt, "int8": int8, "measured": {k: v for k, v in row.iloc[0].items() if isinstance(v, float)},
-    }, indent=2, default=str))
+        **what, "supernet": config.supernet.name, "checkpoint_digest": getattr(supernet, "checkpoint_digest", None),
+        "format": fmt, "int8": int8, "measured": record,
+    }, indent=2, allow_nan=False, default=str))
     return path

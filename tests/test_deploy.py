@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import yaml
 
 from linas_lib.cli import main
@@ -64,8 +65,9 @@ def _run_dir(tmp_path, smoke_config, space) -> tuple[str, str]:
     run.save_config(smoke_config)
     encoding = space.sample(1, 3)[0]
     key = space.key(encoding)
-    run.save_measurements(to_frame([make_row(subnet_id=key, encoding=encoding, iteration=0,
-                                             values={"accuracy": 0.5, "latency@cpu-ort": 1.0})]))
+    row = make_row(subnet_id=key, encoding=encoding, iteration=0, values={"accuracy": 0.5, "latency@cpu-ort": 1.0})
+    # what the predictors expected: NaN in the first population, which nothing predicted
+    run.save_measurements(to_frame([{**row, "pred:accuracy": float("nan"), "pred:latency@cpu-ort": float("nan")}]))
     return run.uri, key
 
 
@@ -80,6 +82,16 @@ def test_export_onnx_runs_in_onnxruntime_with_any_batch(tmp_path, smoke_config, 
     assert logits.shape == (3, 10)
     meta = json.loads((tmp_path / "run" / "exports" / f"{key}.json").read_text())
     assert meta["subnet_id"] == key and meta["format"] == "onnx"
+    # the genes as pareto.json writes them: in the space's order, each with its own JSON type
+    decoded = smoke_supernet.space.decode(meta["encoding"])
+    assert list(meta["architecture"].items()) == list(decoded.items())
+    assert all(type(value) is int for value in meta["architecture"].values()), meta["architecture"]
+    # strict JSON with what was measured, as pareto.json has it: no predictions, no NaN, an ISO time
+    strict = json.loads((tmp_path / "run" / "exports" / f"{key}.json").read_text(),
+                        parse_constant=lambda name: pytest.fail(f"{name} in the export's JSON"))
+    measured = strict["measured"]
+    assert measured["accuracy"] == 0.5 and measured["latency@cpu-ort"] == 1.0 and measured["iteration"] == 0
+    assert measured["measured_at"].endswith("Z") and not any(k.startswith("pred:") for k in measured), measured
 
 
 def test_export_openvino_int8_and_unknown_subnet(tmp_path, smoke_config, smoke_supernet, capsys):
