@@ -93,6 +93,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import secrets
 
     from linas_lib.deploy import measure_one, parse_subnet
+    from linas_lib.report import architecture_text
     from linas_lib.supernets import load_supernet, supernet_space
 
     random = args.subnet.strip() == "random"
@@ -105,8 +106,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     rows = measure_one(config, supernet, encoding, targets)
     drawn = f" (random, --seed {seed})" if random else ""
     print(f"sub-network {supernet.space.key(encoding)}{drawn}: {encoding.tolist()}")
-    genes = supernet.space.decode(encoding)  # what it is, in the space's order (hidden genes left out)
-    print("architecture: " + ", ".join(f"{gene}={value}" for gene, value in genes.items()))
+    # what it is, as the report writes it: the active genes in the space's order
+    print("architecture: " + architecture_text({"architecture": supernet.space.decode(encoding)}))
     size = [f"{rows[0][name]:,.0f} {unit}" for name, unit in (("macs", "MACs per sample"), ("params", "parameters"))
             if rows and rows[0].get(name) is not None]
     if size:

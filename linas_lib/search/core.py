@@ -445,11 +445,6 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not np.isfinite(value) else value  # NaN is not JSON
 
 
-def architecture(space, encoding) -> dict[str, Any]:
-    """What a sub-network is, as plain JSON: each active gene's value, in the space's order."""
-    return {k: _plain(v) for k, v in space.decode(encoding).items()}
-
-
 def plain_records(front: pd.DataFrame, space=None) -> list[dict[str, Any]]:
     """Measured rows as plain JSON: the encoding a list (and, with `space`, decoded per gene),
     cache state as fields, an ISO-8601 time."""
@@ -462,7 +457,7 @@ def plain_records(front: pd.DataFrame, space=None) -> list[dict[str, Any]]:
         record = {"subnet_id": row["subnet_id"], "iteration": int(row["iteration"]),
                   "encoding": [int(g) for g in json.loads(row["encoding"])]}
         if space is not None and len(record["encoding"]) == space.n_var:  # what the sub-network is
-            record["architecture"] = architecture(space, record["encoding"])
+            record["architecture"] = {k: _plain(v) for k, v in space.decode(record["encoding"]).items()}
         record.update({k: _plain(row[k]) for k in values})
         record["cache"], record["cache_scopes"] = cache_fields(row.get("cache"))
         record["measured_at"] = iso_time(row.get("timestamp"))
